@@ -1,0 +1,1 @@
+"""The CLI's commands, one module each; they parse, call the core and print."""

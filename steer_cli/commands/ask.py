@@ -1,0 +1,63 @@
+"""`steer ask`: solve one problem, streaming its steps on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from steer_cli.commands import common
+from steer_cli.commands.common import boundary
+
+
+def ask(
+    problem: Annotated[Optional[str], typer.Argument(help="The problem; '-' or a pipe reads stdin.")] = None,
+    router: common.Router = None,
+    threshold: common.Threshold = None,
+    signal: common.Signal = None,
+    small: common.Small = None,
+    large: common.Large = None,
+    tiers: common.Tiers = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (steps, answer, cost) to stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")] = False,
+    max_steps: common.MaxSteps = 24,
+    max_step_tokens: common.MaxStepTokens = 256,
+    delimiter: common.Delimiter = "\\n\\n",
+    temperature: common.Temperature = 0.0,
+    seed: common.Seed = 0,
+    n_ctx: common.NCtx = None,
+    threads: common.Threads = None,
+    gpu_layers: common.GpuLayers = 0,
+    config: common.Config = None,
+    cache_dir: common.CacheDir = None,
+) -> None:
+    """Solve PROBLEM step by step, routing each step to the small or large model."""
+    with boundary():
+        from steer_cli.engine import LoadOptions
+        from steer_cli.registry import load_registry
+        from steer_cli.routers import make_router
+        from steer_cli.session import build_tiers
+        from steer_cli.solver import Solved, Solver, StepLimits
+        from steer_cli import ui
+
+        text = common.read_problem(problem)
+        registry = load_registry(config)
+        choice = common.route_choice(router, threshold, signal, registry.defaults)
+        route = make_router(choice.router, choice.threshold, choice.signal, seed)
+        options = LoadOptions(n_threads=threads, n_gpu_layers=gpu_layers, temperature=temperature, seed=seed)
+        engines = build_tiers(small, large, tiers, registry=registry, cache=cache_dir, options=options, n_ctx=n_ctx)
+        limits = StepLimits(delimiter=common.unescape(delimiter), max_steps=max_steps, max_step_tokens=max_step_tokens)
+        events = Solver(engines, route, limits).solve(text)
+        if not quiet:
+            console = ui.stderr_console()
+            console.print(ui.legend(choice.router, getattr(route, "threshold", None), choice.signal))
+            events = ui.show(events, console)
+        result = next(e.result for e in events if isinstance(e, Solved))
+        if as_json:
+            json.dump(result.to_dict(), sys.stdout, ensure_ascii=False)
+            sys.stdout.write("\n")
+        else:
+            print(result.answer if result.answer is not None else "")
+

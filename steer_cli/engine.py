@@ -1,0 +1,343 @@
+"""One warm llama.cpp model with a token list that only grows.
+
+Each engine owns one `Llama` and the token list of the current transcript.
+Text from other models is appended as new tokens (text-level hand-off, so
+tiers may use different tokenizers); tokens this model samples are appended
+as-is, never re-tokenized. Evaluation is lazy: pending tokens are sent to
+llama.cpp only when a distribution is needed, and exactly once, so prefill
+and decode counters are measured waste, not estimates.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from steer_cli.errors import SteerError
+from steer_cli.signals import NextToken, greedy, sample, summarize, top_alternatives
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+# The instruction is part of the user turn, not a system turn: several chat
+# templates (Gemma's among them) reject or fold a system role.
+STEP_INSTRUCTION = (
+    "Solve the problem step by step. Write each step as a short paragraph and "
+    "separate steps with a blank line. End with a final line of the form "
+    "'The answer is N.' where N is a number."
+)
+FALLBACK_TEMPLATE = (
+    "{% for m in messages %}{{ m['content'] }}\n\n{% endfor %}"
+    "{% if add_generation_prompt %}Answer:\n{% endif %}"
+)
+
+
+class ContextFull(SteerError):
+    """The transcript no longer fits the model's context window."""
+
+
+@dataclass
+class EngineStats:
+    """Counters for one model, summed over every problem it served."""
+
+    prefill_tokens: int = 0  # evaluated tokens that came from a prompt or another model
+    decoded_tokens: int = 0  # tokens this model sampled
+    evaluated_tokens: int = 0  # every token sent to llama_decode
+    needed_tokens: int = 0  # positions that had to be evaluated at least once
+    reused_tokens: int = 0  # prompt tokens found already in the KV cache
+    wall_s: float = 0.0  # time in evaluation and sampling
+    load_s: float = 0.0
+
+    def snapshot(self) -> "EngineStats":
+        return EngineStats(**vars(self))
+
+    def since(self, before: "EngineStats") -> "EngineStats":
+        return EngineStats(**{k: v - getattr(before, k) for k, v in vars(self).items()})
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    piece: bytes  # raw bytes; may be part of a UTF-8 character
+    logprob: float
+    eog: bool = False
+    alternatives: list[tuple[int, float]] = field(default_factory=list)
+
+
+class Engine(Protocol):
+    """What the step loop needs from a model. `LlamaEngine` is the real one;
+    tests script a fake with the same surface."""
+
+    name: str
+    stats: EngineStats
+
+    @property
+    def params(self) -> int: ...
+
+    def start(self, problem: str) -> None: ...
+
+    def append_text(self, text: str) -> None: ...
+
+    def next_token(self) -> NextToken: ...
+
+    def sample(self) -> Token: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def prompt_length(self) -> int: ...
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process; llama.cpp gains nothing from SMT."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        sibling = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            cores.add(sibling.read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(len(cores), 1)
+
+
+@dataclass
+class LoadOptions:
+    n_ctx: int = 4096
+    n_threads: int | None = None  # None: physical cores
+    n_gpu_layers: int = 0
+    n_batch: int = 512
+    chat_template: str | None = None  # override the GGUF's own template
+    temperature: float = 0.0  # 0 = greedy
+    seed: int = 0
+    top_k: int = 0  # alternatives reported per sampled token
+
+
+_log_callback: Any = None  # kept referenced: llama.cpp calls it from C
+
+
+def _route_llama_logs() -> None:
+    """llama.cpp logs through llama-cpp-python's callback, whose level every
+    `Llama()` resets; install ours once so load chatter never reaches the
+    user's stderr unless STEER_DEBUG is set."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import sys
+
+    import llama_cpp
+
+    debug = bool(os.environ.get("STEER_DEBUG"))
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if debug:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    _log_callback = callback
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+class LlamaEngine:
+    """A GGUF model kept warm in llama.cpp. Weights load on first evaluation;
+    until then a vocab-only handle serves tokenizing and counting."""
+
+    def __init__(self, name: str, path: Path, options: LoadOptions | None = None) -> None:
+        self.name = name
+        self.path = Path(path)
+        self.options = options or LoadOptions()
+        self.stats = EngineStats()
+        self._rng = np.random.default_rng(self.options.seed)
+        self._llm: Llama = self._open(vocab_only=True)
+        self._weights_loaded = False
+        self._pieces: dict[int, bytes] = {}
+        self._tokens: list[int] = []
+        self._kv_len = 0  # how many of self._tokens the KV cache holds
+        self._logits_at = -1  # list length the current logits row belongs to
+        self._first_new = 0  # first position of this problem not reused from the cache
+        self._prompt_len = 0
+        self._own_pending = 0  # sampled tokens appended but not yet evaluated
+        self._params: int | None = None
+        self._chat = self._chat_formatter()
+
+    # -- loading -----------------------------------------------------------
+    def _open(self, vocab_only: bool) -> "Llama":
+        if not self.path.is_file():
+            raise SteerError(f"model file not found: {self.path}", "run `steer models pull NAME` or pass an existing .gguf path")
+        from llama_cpp import Llama
+
+        _route_llama_logs()
+        threads = self.options.n_threads or physical_cores()
+        started = time.perf_counter()
+        try:
+            llm = Llama(
+                model_path=str(self.path),
+                n_ctx=self.options.n_ctx,
+                n_batch=self.options.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=self.options.n_gpu_layers,
+                vocab_only=vocab_only,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise SteerError(
+                f"llama.cpp cannot load {self.path}: {exc}".splitlines()[0],
+                "check that the file is a complete GGUF model (`steer models verify`)",
+            ) from None
+        self.stats.load_s += time.perf_counter() - started
+        return llm
+
+    def _ensure_weights(self) -> None:
+        if not self._weights_loaded:
+            self._llm = self._open(vocab_only=False)
+            self._weights_loaded = True
+            self._kv_len = 0
+            self._logits_at = -1
+
+    @property
+    def params(self) -> int:
+        if self._params is None:
+            self._params = gguf_param_count(self.path)
+        return self._params
+
+    @property
+    def n_vocab(self) -> int:
+        return self._llm.n_vocab()
+
+    # -- prompt and tokens -------------------------------------------------
+    def _chat_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        meta = self._llm.metadata
+        template = self.options.chat_template or meta.get("tokenizer.chat_template") or FALLBACK_TEMPLATE
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._special_text(self._llm.token_eos()),
+            bos_token=self._special_text(self._llm.token_bos()),
+        )
+
+    def _special_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llm._model.token_get_text(token)
+
+    def render_prompt(self, problem: str) -> list[int]:
+        content = f"{problem.strip()}\n\n{STEP_INSTRUCTION}"
+        prompt = self._chat(messages=[{"role": "user", "content": content}]).prompt
+        bos = self._llm.token_bos()
+        starts_with_bos = bos >= 0 and prompt.startswith(self._special_text(bos) or "\0")
+        add_bos = self._llm._model.add_bos_token() and not starts_with_bos
+        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def tokenize_text(self, text: str) -> list[int]:
+        """Plain text (no special tokens, no BOS), as appended at a hand-off."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize_text(text)) if text else 0
+
+    def prompt_length(self) -> int:
+        return self._prompt_len
+
+    def piece(self, token: int) -> bytes:
+        cached = self._pieces.get(token)
+        if cached is None:
+            import llama_cpp
+
+            buf = ctypes.create_string_buffer(64)
+            n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buf, 64, 0, False)
+            if n < 0:  # buffer too small: -n is the size needed
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buf, -n, 0, False)
+            cached = self._pieces[token] = buf.raw[:n]
+        return cached
+
+    @property
+    def tokens(self) -> list[int]:
+        return list(self._tokens)
+
+    # -- the transcript ----------------------------------------------------
+    def start(self, problem: str) -> None:
+        """Begin a new transcript; the KV cache keeps whatever prefix matches
+        (chat-template boilerplate is shared between problems)."""
+        self._tokens = self.render_prompt(problem)
+        self._prompt_len = len(self._tokens)
+        if self._weights_loaded:
+            cached = np.asarray(self._llm._input_ids[: self._kv_len])
+            n = min(len(cached), len(self._tokens))
+            diff = np.nonzero(cached[:n] != np.asarray(self._tokens[:n]))[0]
+            self._kv_len = int(diff[0]) if diff.size else n
+        self._first_new = self._kv_len
+        self.stats.reused_tokens += self._kv_len
+        self._logits_at = -1
+        self._own_pending = 0
+
+    def append_text(self, text: str) -> None:
+        self._tokens.extend(self.tokenize_text(text))
+
+    def _sync(self) -> None:
+        """Evaluate pending tokens so the logits row belongs to the last one."""
+        n = len(self._tokens)
+        if self._logits_at == n and self._kv_len == n:
+            return
+        self._ensure_weights()
+        if n > self.options.n_ctx:
+            raise ContextFull(f"{self.name}: transcript of {n} tokens exceeds n_ctx={self.options.n_ctx}", "raise n_ctx in models.yaml or lower --max-steps")
+        start = min(self._kv_len, n - 1)  # re-evaluate one token if only logits are missing
+        todo = self._tokens[start:]
+        started = time.perf_counter()
+        self._llm.n_tokens = start
+        self._llm.eval(todo)
+        self.stats.wall_s += time.perf_counter() - started
+        self.stats.evaluated_tokens += len(todo)
+        # A token evaluated right after this model sampled it is decode work, not prefill.
+        self.stats.prefill_tokens += len(todo) - min(self._own_pending, len(todo))
+        self._own_pending = 0
+        self.stats.needed_tokens += max(0, n - max(self._kv_len, self._first_new))
+        self._first_new = max(self._first_new, n)
+        self._kv_len = self._logits_at = n
+
+    def _logits(self) -> np.ndarray:
+        import llama_cpp
+
+        ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def next_token(self) -> NextToken:
+        self._sync()
+        return summarize(self._logits(), k=5)
+
+    def sample(self) -> Token:
+        """Pick the next token, append it (unevaluated) and report its log-prob."""
+        self._sync()
+        started = time.perf_counter()
+        logits = self._logits()
+        if self.options.temperature > 0:
+            token, logprob = sample(logits, self.options.temperature, self._rng)
+        else:
+            token, logprob = greedy(logits)
+        alternatives = top_alternatives(logits, self.options.top_k) if self.options.top_k else []
+        self.stats.wall_s += time.perf_counter() - started
+        self.stats.decoded_tokens += 1
+        import llama_cpp
+
+        eog = bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
+        if not eog:
+            self._tokens.append(token)
+            self._own_pending += 1
+        return Token(id=token, piece=b"" if eog else self.piece(token), logprob=logprob, eog=eog, alternatives=alternatives)
+
+
+def gguf_param_count(path: Path) -> int:
+    """Parameter count from the GGUF's tensor table (no weights read)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    return int(sum(int(t.n_elements) for t in reader.tensors))

@@ -1,0 +1,129 @@
+"""What the user sees on stderr while steer works.
+
+A terminal gets a live view: finished steps are printed once above a small
+live region holding the step being written and a cost footer. Anything else
+(a pipe, a file, CI) gets one plain line per step, no animation. stdout is
+never touched here; it belongs to answers and JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Iterator
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from steer_cli.solver import Event, Result, Solved, Step, StepFinished, StepStarted, TextDelta
+
+# Step confidence = geometric-mean probability of the step's tokens.
+GREEN, YELLOW = 0.85, 0.6
+TIER_STYLES = ("cyan", "magenta", "blue", "bright_red")
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32) if chr(c) not in "\n\t"} | {0x7F: "\\x7f"}
+
+
+def printable(text: str) -> str:
+    """Model text may hold control bytes (even escape sequences); never let
+    them drive the user's terminal."""
+    return text.translate(_CONTROL)
+
+
+def confidence_style(conf: float) -> str:
+    return "green" if conf >= GREEN else "yellow" if conf >= YELLOW else "red"
+
+
+def step_confidence(step: Step) -> float:
+    return math.exp(step.mean_logprob)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def legend(router: str, threshold: float | None, signal: str | None) -> Text:
+    text = Text("colour = step confidence: ", style="dim")
+    text.append(f"≥{GREEN}", style="green").append(" / ", style="dim")
+    text.append(f"≥{YELLOW}", style="yellow").append(" / ", style="dim")
+    text.append(f"<{YELLOW}", style="red")
+    if router in ("steer",) and threshold is not None:
+        text.append(f"   router {router}: {signal} < {threshold:g} → larger model", style="dim")
+    else:
+        text.append(f"   router {router}", style="dim")
+    return text
+
+
+def _badge(index: int, tier: int, model: str, score: float | None) -> Text:
+    badge = Text(f" {index + 1:>2} ", style="bold reverse")
+    badge.append(f" {model} ", style=f"bold {TIER_STYLES[tier % len(TIER_STYLES)]}")
+    if score is not None:
+        badge.append(f"route {score:.2f} ", style="dim")
+    return badge
+
+
+def render_step(step: Step) -> Text:
+    conf = step_confidence(step)
+    line = _badge(step.index, step.tier, step.model, step.score)
+    line.append(f"conf {conf:.2f}  ", style=confidence_style(conf))
+    line.append(printable(step.text.strip()), style=confidence_style(conf))
+    return line
+
+
+def footer(steps: list[Step], elapsed: float | None = None) -> Text:
+    per_model: dict[str, int] = {}
+    for s in steps:
+        per_model[s.model] = per_model.get(s.model, 0) + s.tokens
+    parts = [f"{m}: {n} tok" for m, n in per_model.items()] or ["starting"]
+    text = Text("  " + " · ".join(parts), style="dim")
+    if elapsed is not None:
+        text.append(f" · {elapsed:.1f}s", style="dim")
+    return text
+
+
+def summary(result: Result) -> Text:
+    c = result.cost
+    text = Text(f"answer: {result.answer}", style="bold")
+    large_steps = sum(1 for s in result.steps if s.tier == len(c.models) - 1)
+    text.append(
+        f"   steps {len(result.steps)} ({large_steps} on the top tier) · relative cost {c.relative_cost:.2f}"
+        f" ({c.flops / 1e12:.2f} of {c.large_only_flops / 1e12:.2f} TFLOP) · {c.wall_s:.1f}s",
+        style="dim",
+    )
+    return text
+
+
+def show(events: Iterable[Event], console: Console, live: bool | None = None) -> Iterator[Event]:
+    """Pass events through while drawing them; live only on a terminal."""
+    use_live = console.is_terminal if live is None else live
+    return _show_live(events, console) if use_live else _show_plain(events, console)
+
+
+def _show_plain(events: Iterable[Event], console: Console) -> Iterator[Event]:
+    for event in events:
+        if isinstance(event, StepFinished):
+            console.print(render_step(event.step))
+        elif isinstance(event, Solved):
+            console.print(summary(event.result))
+        yield event
+
+
+def _show_live(events: Iterable[Event], console: Console) -> Iterator[Event]:
+    done: list[Step] = []
+    current = Text()
+    with Live(console=console, refresh_per_second=12, transient=True) as live:
+        for event in events:
+            if isinstance(event, StepStarted):
+                current = _badge(event.index, event.tier, event.model, event.score)
+            elif isinstance(event, TextDelta):
+                current.append(printable(event.text).replace("\n", " "))
+            elif isinstance(event, StepFinished):
+                done.append(event.step)
+                live.console.print(render_step(event.step))
+                current = Text()
+            elif isinstance(event, Solved):
+                live.update(Text())
+                live.console.print(summary(event.result))
+            live.update(Group(current, footer(done)))
+            yield event

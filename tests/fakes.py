@@ -1,0 +1,69 @@
+"""A scripted engine for router and step-loop tests (llm's MockModel pattern).
+
+Tokens are characters. `enqueue` queues the text of steps this tier will
+write; an empty queue means end-of-generation. `confidences` are the
+max-probabilities its next-token distribution reports, one per decision.
+"""
+
+from __future__ import annotations
+
+import math
+
+from steer_cli.engine import EngineStats, Token
+from steer_cli.signals import NextToken
+
+
+class ScriptedEngine:
+    def __init__(self, name: str, params: int = 1000, confidences: list[float] | None = None) -> None:
+        self.name = name
+        self._params = params
+        self.stats = EngineStats()
+        self.queue: list[str] = []
+        self.confidences = list(confidences or [])
+        self.transcript = ""
+        self.appended: list[str] = []
+        self._current = ""
+        self.asked = 0
+
+    @property
+    def params(self) -> int:
+        return self._params
+
+    def enqueue(self, *steps: str) -> "ScriptedEngine":
+        self.queue.extend(steps)
+        return self
+
+    def start(self, problem: str) -> None:
+        self.transcript = f"Q: {problem}\n"
+        self._prompt = len(self.transcript)
+        self.stats.evaluated_tokens += self._prompt
+        self.stats.prefill_tokens += self._prompt
+
+    def prompt_length(self) -> int:
+        return self._prompt
+
+    def append_text(self, text: str) -> None:
+        self.appended.append(text)
+        self.transcript += text
+        self.stats.prefill_tokens += len(text)
+        self.stats.evaluated_tokens += len(text)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def next_token(self) -> NextToken:
+        self.asked += 1
+        p = self.confidences.pop(0) if self.confidences else 0.99
+        rest = max(1.0 - p, 1e-9)
+        return NextToken(top_ids=(1, 2), top_logprobs=(math.log(p), math.log(rest)), entropy=0.1)
+
+    def sample(self) -> Token:
+        if not self._current:
+            if not self.queue:
+                return Token(id=0, piece=b"", logprob=0.0, eog=True)
+            self._current = self.queue.pop(0)
+        ch, self._current = self._current[0], self._current[1:]
+        self.transcript += ch
+        self.stats.decoded_tokens += 1
+        self.stats.evaluated_tokens += 1
+        return Token(id=ord(ch), piece=ch.encode(), logprob=math.log(0.5))

@@ -1,0 +1,67 @@
+"""`steer ask` through the real CLI: stdout carries only the answer / JSON."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from steer_cli.cli import app
+
+runner = CliRunner()
+FAST = ["--max-steps", "3", "--max-step-tokens", "4", "--delimiter", "", "--threads", "1", "--n-ctx", "512"]
+
+
+def ask(*args, input=None):
+    return runner.invoke(app, ["ask", *args], input=input)
+
+
+def test_json_goes_to_stdout_and_steps_to_stderr(tiny_small, tiny_large):
+    r = ask("What is 2 + 2?", "--small", str(tiny_small), "--large", str(tiny_large), "--router", "random", "-t", "0.5", "--json", *FAST)
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)  # stdout is exactly one JSON object
+    assert out["problem"] == "What is 2 + 2?"
+    assert len(out["steps"]) == 3
+    assert {"model", "text", "score", "tokens", "mean_logprob"} <= set(out["steps"][0])
+    cost = out["cost"]
+    assert cost["relative_cost"] == pytest.approx(cost["flops"] / cost["large_only_flops"], abs=1e-3)
+    assert [m["name"] for m in out["cost"]["models"]] == ["tiny-small", "tiny-large"]
+    assert "tiny-small" in r.stderr or "tiny-large" in r.stderr  # step badges
+    assert "relative cost" in r.stderr
+
+
+def test_stdin_dash_and_quiet(tiny_small, tiny_large):
+    r = ask("-", "--small", str(tiny_small), "--large", str(tiny_large), "--router", "large", "-q", *FAST, input="Add 3 and 4.\n")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.count("\n") == 1  # just the answer line
+
+
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (["   "], 2, "the problem is empty"),
+        (["-"], 2, "the problem is empty"),
+        (["2+2?", "--small", "/nonexistent/model.gguf"], 1, "model file not found: /nonexistent/model.gguf"),
+        (["2+2?", "--router", "oracle"], 2, "unknown router 'oracle'"),
+        (["2+2?", "--small", "qwen-tiny-typo"], 2, "unknown model 'qwen-tiny-typo'"),
+        (["2+2?", "--router", "steer", "-t", "3"], 2, "threshold 3.0 is outside [0, 1]"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(args, code, needle, tiny_small):
+    extra = [] if "--small" in args else ["--small", str(tiny_small)]
+    r = ask(*args, *extra, "--large", str(tiny_small), input="")
+    assert r.exit_code == code
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("steer: error:")
+
+
+def test_missing_registry_model_names_the_command_that_fetches_it():
+    r = ask("2+2?", "--small", "qwen2.5-3b-instruct")
+    assert r.exit_code == 1
+    assert "run `steer models pull qwen2.5-3b-instruct`" in r.stderr
+
+
+def test_help_is_instant_and_lists_commands():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0 and "ask" in r.stdout and "models" in r.stdout
