@@ -8,6 +8,8 @@ import typer
 from steer_cli import __version__
 from steer_cli.commands import models
 from steer_cli.commands.ask import ask
+from steer_cli.commands.batch import batch
+from steer_cli.commands.evaluate import evaluate
 
 app = typer.Typer(
     name="steer",
@@ -17,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(ask)
+app.command()(batch)
+app.command("eval")(evaluate)
 app.add_typer(models.app, name="models")
 
 

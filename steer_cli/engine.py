@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
 
 # The instruction is part of the user turn, not a system turn: several chat
-# templates (Gemma's among them) reject or fold a system role.
+# templates (Gemma's among them) reject or fold a system role. Chosen on 20
+# GSM8K train problems with the 0.5B: 7/20 correct, 6.5 steps per problem,
+# against 1/20 and 2.3 steps for a "short paragraphs, 'The answer is N'" wording.
 STEP_INSTRUCTION = (
-    "Solve the problem step by step. Write each step as a short paragraph and "
-    "separate steps with a blank line. End with a final line of the form "
-    "'The answer is N.' where N is a number."
+    "Please reason step by step, separating the steps with blank lines, "
+    "and put your final answer within \\boxed{}."
 )
 FALLBACK_TEMPLATE = (
     "{% for m in messages %}{{ m['content'] }}\n\n{% endfor %}"
@@ -162,6 +163,7 @@ class LlamaEngine:
         self._first_new = 0  # first position of this problem not reused from the cache
         self._prompt_len = 0
         self._own_pending = 0  # sampled tokens appended but not yet evaluated
+        self._scratch: np.ndarray | None = None  # vocab-sized buffer for the per-token math
         self._params: int | None = None
         self._chat = self._chat_formatter()
 
@@ -322,7 +324,9 @@ class LlamaEngine:
         if self.options.temperature > 0:
             token, logprob = sample(logits, self.options.temperature, self._rng)
         else:
-            token, logprob = greedy(logits)
+            if self._scratch is None:
+                self._scratch = np.empty_like(logits)
+            token, logprob = greedy(logits, self._scratch)
         alternatives = top_alternatives(logits, self.options.top_k) if self.options.top_k else []
         self.stats.wall_s += time.perf_counter() - started
         self.stats.decoded_tokens += 1

@@ -84,16 +84,27 @@ def verify(path: Path, sha256: str | None, size: int | None = None, progress: Pr
 
 # -- locating what is already here -------------------------------------------
 def locate(name: str, entry: ModelEntry, cache: Path | None = None) -> Located | None:
-    """A verified local copy of the model, or None. Never touches the network."""
+    """A trusted local copy of the model, or None. Never touches the network."""
+    found = on_disk(entry, cache)
+    if found is None or found.source == "path":
+        return found
+    if found.source == "pypi":
+        return found if is_verified(found.path, entry.sha256) else None
+    hf = entry.sources.hf
+    # The hub stores LFS files under blobs/<sha256>: a cheap, exact check.
+    return found if hf is None or hf.sha256 is None or found.path.resolve().name == hf.sha256 else None
+
+
+def on_disk(entry: ModelEntry, cache: Path | None = None) -> Located | None:
+    """Where the model's file is, trusted or not (for `verify` and `rm`)."""
     if entry.sources.path:
         path = Path(entry.sources.path).expanduser()
         return Located(path, "path") if path.is_file() else None
     assembled = cache_dir(cache) / entry.file
-    if is_verified(assembled, entry.sha256):
+    if assembled.is_file():
         return Located(assembled, "pypi")
-    hf = entry.sources.hf
-    if hf is not None:
-        found = _hub_cached(hf, cache)
+    if entry.sources.hf is not None:
+        found = _hub_cached(entry.sources.hf, cache)
         if found is not None:
             return Located(found, "hf")
     return None
@@ -103,13 +114,7 @@ def _hub_cached(hf: HfSource, cache: Path | None) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(hf.repo, hf.file, cache_dir=hub_cache(cache), revision=hf.revision)
-    if not isinstance(found, str):
-        return None
-    path = Path(found)
-    # The hub stores LFS files under blobs/<sha256>: a cheap, exact check.
-    if hf.sha256 and path.resolve().name != hf.sha256:
-        return None
-    return path
+    return Path(found) if isinstance(found, str) else None
 
 
 def require(name: str, entry: ModelEntry, cache: Path | None = None, assemble: bool = True) -> Path:

@@ -65,3 +65,21 @@ def test_missing_registry_model_names_the_command_that_fetches_it():
 def test_help_is_instant_and_lists_commands():
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0 and "ask" in r.stdout and "models" in r.stdout
+
+
+def test_models_list_shows_the_registry_and_what_is_here(tmp_path):
+    r = runner.invoke(app, ["models", "list", "--json", "--cache-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    names = [row["name"] for row in rows]
+    assert "qwen2.5-coder-0.5b-instruct" in names and "llama-3.2-1b-instruct" in names
+    small = next(row for row in rows if row["name"] == "qwen2.5-coder-0.5b-instruct")
+    assert small["sources"] == ["hf", "pypi"] and small["present"] is False and small["size"] == 491_400_064
+    table = runner.invoke(app, ["models", "list", "--cache-dir", str(tmp_path)])
+    assert "qwen2.5-coder-1.5b-instruct" in table.stdout
+
+
+def test_models_pull_unknown_name_fails_before_any_download():
+    r = runner.invoke(app, ["models", "pull", "qwen2.5-coder-1.5b-instruct", "qwen-typo"])
+    assert r.exit_code == 2
+    assert "unknown model 'qwen-typo'" in r.stderr and r.stdout == ""

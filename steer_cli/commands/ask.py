@@ -35,21 +35,15 @@ def ask(
 ) -> None:
     """Solve PROBLEM step by step, routing each step to the small or large model."""
     with boundary():
-        from steer_cli.engine import LoadOptions
-        from steer_cli.registry import load_registry
-        from steer_cli.routers import make_router
-        from steer_cli.session import build_tiers
-        from steer_cli.solver import Solved, Solver, StepLimits
         from steer_cli import ui
+        from steer_cli.solver import Solved, Solver
 
         text = common.read_problem(problem)
-        registry = load_registry(config)
+        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
+        registry, engines = engine_args.load()
         choice = common.route_choice(router, threshold, signal, registry.defaults)
-        route = make_router(choice.router, choice.threshold, choice.signal, seed)
-        options = LoadOptions(n_threads=threads, n_gpu_layers=gpu_layers, temperature=temperature, seed=seed)
-        engines = build_tiers(small, large, tiers, registry=registry, cache=cache_dir, options=options, n_ctx=n_ctx)
-        limits = StepLimits(delimiter=common.unescape(delimiter), max_steps=max_steps, max_step_tokens=max_step_tokens)
-        events = Solver(engines, route, limits).solve(text)
+        route = common.make_router(choice, seed)
+        events = Solver(engines, route, common.step_limits(max_steps, max_step_tokens, delimiter)).solve(text)
         if not quiet:
             console = ui.stderr_console()
             console.print(ui.legend(choice.router, getattr(route, "threshold", None), choice.signal))
@@ -60,4 +54,3 @@ def ask(
             sys.stdout.write("\n")
         else:
             print(result.answer if result.answer is not None else "")
-

@@ -10,7 +10,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from steer_cli.errors import SteerError, UsageError, translate
+from steer_cli.errors import SteerError, UsageError, translate  # noqa: F401 (re-exported for commands)
 
 
 @contextlib.contextmanager
@@ -63,6 +63,38 @@ Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the ran
 
 
 @dataclass
+class EngineArgs:
+    """The model-side options every solving command takes."""
+
+    small: str | None = None
+    large: str | None = None
+    tiers: str | None = None
+    config: Path | None = None
+    cache_dir: Path | None = None
+    threads: int | None = None
+    gpu_layers: int = 0
+    n_ctx: int | None = None
+    temperature: float = 0.0
+    seed: int = 0
+
+    def load(self):
+        """(registry, engines): models load once per command."""
+        from steer_cli.engine import LoadOptions
+        from steer_cli.registry import load_registry
+        from steer_cli.session import build_tiers
+
+        registry = load_registry(self.config)
+        options = LoadOptions(n_threads=self.threads, n_gpu_layers=self.gpu_layers, temperature=self.temperature, seed=self.seed)
+        return registry, build_tiers(self.small, self.large, self.tiers, registry=registry, cache=self.cache_dir, options=options, n_ctx=self.n_ctx)
+
+
+def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
+    from steer_cli.solver import StepLimits
+
+    return StepLimits(delimiter=unescape(delimiter), max_steps=max_steps, max_step_tokens=max_step_tokens)
+
+
+@dataclass
 class RouteChoice:
     router: str
     threshold: float | None
@@ -74,6 +106,12 @@ def route_choice(router: str | None, threshold: float | None, signal: str | None
     name = router or defaults.router
     t = threshold if threshold is not None else defaults.thresholds.get(name)
     return RouteChoice(name, t, signal or defaults.signal)
+
+
+def make_router(choice: RouteChoice, seed: int = 0):
+    from steer_cli.routers import make_router as build
+
+    return build(choice.router, choice.threshold, choice.signal, seed)
 
 
 def unescape(delimiter: str) -> str:

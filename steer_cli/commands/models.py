@@ -146,7 +146,7 @@ def verify(names: Annotated[Optional[list[str]], typer.Argument(help="Models to 
         bad = 0
         for name in names or list(registry.models):
             entry = registry.model(name)
-            found = fetch.locate(name, entry, cache_dir)
+            found = fetch.on_disk(entry, cache_dir)
             if found is None:
                 if names:
                     print(f"{name}\tmissing", file=sys.stderr)

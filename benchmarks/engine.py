@@ -1,0 +1,143 @@
+"""Engine figures, measured side by side in one run.
+
+1. Decode speed: steer's engine (small model only) against a plain
+   llama-cpp-python `generate` loop on the same model, prompt and threads.
+   Same greedy tokens; target ratio >= 0.95.
+2. Waste: evaluated / needed tokens per model on a routed STEER run
+   (target <= 1.02: every token evaluated once).
+3. Memory: peak RSS of the routed run against the model files' sizes.
+
+    python benchmarks/engine.py [--tokens 128] [--problems 3]
+
+Each phase runs in its own process so one model's pages do not count in
+another phase's RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+PROMPT = "Write a detailed, step-by-step explanation of how to compute 17 * 23 by hand, then check it."
+
+
+def _decode_steer(path: str, n: int, threads: int) -> dict:
+    from steer_cli.engine import LlamaEngine, LoadOptions
+
+    engine = LlamaEngine("small", path, LoadOptions(n_threads=threads))
+    engine.start(PROMPT)
+    engine.next_token()  # prefill outside the timed region
+    started, count = time.perf_counter(), 0
+    while count < n and not engine.sample().eog:
+        count += 1
+    return {"tokens": count, "seconds": time.perf_counter() - started}
+
+
+def _decode_plain(path: str, n: int, threads: int) -> dict:
+    from llama_cpp import Llama
+
+    from steer_cli.engine import LlamaEngine
+
+    tokens = LlamaEngine("small", path).render_prompt(PROMPT)  # identical prompt tokens
+    llm = Llama(path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    gen = llm.generate(tokens, temp=0.0, top_k=1, repeat_penalty=1.0)
+    first = next(gen)  # prefill + first token outside the timed region
+    started, count = time.perf_counter(), 0
+    eos = llm.token_eos()
+    if first != eos:
+        for tok in gen:
+            if tok == eos or llama_is_eog(llm, tok) or count >= n:
+                break
+            count += 1
+    return {"tokens": count, "seconds": time.perf_counter() - started}
+
+
+def llama_is_eog(llm, tok: int) -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok))
+
+
+def _routed(problems: int, threshold: float) -> dict:
+    from steer_cli.datasets import load_problems
+    from steer_cli.routers import make_router
+    from steer_cli.session import build_tiers
+    from steer_cli.solver import Solved, Solver
+
+    tiers = build_tiers()
+    solver = Solver(tiers, make_router("steer", threshold))
+    large_steps = steps = 0
+    for item in load_problems("train", problems):
+        result = next(e.result for e in solver.solve(item.question) if isinstance(e, Solved))
+        steps += len(result.steps)
+        large_steps += sum(s.tier == 1 for s in result.steps)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "models": [{"name": t.name, "file_bytes": t.path.stat().st_size, **vars(t.stats)} for t in tiers],
+        "peak_rss": rss,
+        "steps": steps,
+        "large_steps": large_steps,
+    }
+
+
+def _phase(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--phase", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--problems", type=int, default=3)
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--phase", nargs="*")
+    args = ap.parse_args()
+    if args.phase:
+        kind, *rest = args.phase
+        fn = {"steer": _decode_steer, "plain": _decode_plain}.get(kind)
+        result = fn(rest[0], int(rest[1]), int(rest[2])) if fn else _routed(int(rest[0]), float(rest[1]))
+        print(json.dumps(result))
+        return
+
+    from steer_cli.engine import physical_cores
+    from steer_cli.session import build_tiers
+
+    small_path = str(build_tiers()[0].path)
+    threads = physical_cores()
+    rates: dict[str, list[float]] = {"steer": [], "plain": []}
+    for _ in range(args.reps):  # interleaved so drift hits both alike
+        for kind in ("plain", "steer"):
+            r = _phase([kind, small_path, str(args.tokens), str(threads)])
+            rates[kind].append(r["tokens"] / r["seconds"])
+    best = {k: max(v) for k, v in rates.items()}
+    print(f"decode, small model, {threads} threads, {args.tokens} tokens, best of {args.reps}:")
+    print(f"  plain llama-cpp-python generate: {best['plain']:6.1f} tok/s   (runs: {', '.join(f'{x:.1f}' for x in rates['plain'])})")
+    print(f"  steer engine:                    {best['steer']:6.1f} tok/s   (runs: {', '.join(f'{x:.1f}' for x in rates['steer'])})")
+    print(f"  ratio steer/plain: {best['steer'] / best['plain']:.3f}   (target >= 0.95)")
+
+    routed = _routed_report(args.problems, args.threshold)
+    print(routed)
+
+
+def _routed_report(problems: int, threshold: float) -> str:
+    r = _phase(["routed", str(problems), str(threshold)])
+    lines = [f"routed STEER run, {problems} GSM8K train problems, threshold {threshold}: {r['steps']} steps, {r['large_steps']} on the large model"]
+    total_file = 0
+    for m in r["models"]:
+        ratio = m["evaluated_tokens"] / m["needed_tokens"] if m["needed_tokens"] else float("nan")
+        total_file += m["file_bytes"]
+        lines.append(
+            f"  {m['name']}: evaluated {m['evaluated_tokens']} / needed {m['needed_tokens']} = {ratio:.3f} (target <= 1.02);"
+            f" prefill {m['prefill_tokens']}, decoded {m['decoded_tokens']}, reused {m['reused_tokens']}, {m['wall_s']:.1f}s"
+        )
+    lines.append(f"  peak RSS {r['peak_rss'] / 2**20:.0f} MiB vs model files {total_file / 2**20:.0f} MiB (ratio {r['peak_rss'] / total_file:.2f})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

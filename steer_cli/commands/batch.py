@@ -1,0 +1,113 @@
+"""`steer batch`: solve a JSONL file of problems, resumably."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from steer_cli.commands import common
+from steer_cli.commands.common import boundary
+
+
+def batch(
+    input: Annotated[str, typer.Argument(help="JSONL with question/problem/prompt (+ optional id, answer); '-' reads stdin.")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Results JSONL; rerunning skips ids already there. '-' or none: stdout.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first malformed line instead of recording it.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    router: common.Router = None,
+    threshold: common.Threshold = None,
+    signal: common.Signal = None,
+    small: common.Small = None,
+    large: common.Large = None,
+    tiers: common.Tiers = None,
+    max_steps: common.MaxSteps = 24,
+    max_step_tokens: common.MaxStepTokens = 256,
+    delimiter: common.Delimiter = "\\n\\n",
+    temperature: common.Temperature = 0.0,
+    seed: common.Seed = 0,
+    n_ctx: common.NCtx = None,
+    threads: common.Threads = None,
+    gpu_layers: common.GpuLayers = 0,
+    config: common.Config = None,
+    cache_dir: common.CacheDir = None,
+) -> None:
+    """Solve every line of INPUT; one JSON result per line, flushed as it completes."""
+    with boundary():
+        from steer_cli import runs
+        from steer_cli.solver import Solver
+
+        items = list(runs.parse_lines(_read_lines(input)))
+        out_path = None if output in (None, "-") else Path(output)
+        out, done = runs.open_output(out_path)
+        tally = runs.Tally()
+        for item in items:
+            if item.id in done:
+                tally.add(done[item.id])
+        todo = [item for item in items if item.id not in done]
+        solver = None
+        if any(item.error is None for item in todo):
+            engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
+            registry, engines = engine_args.load()
+            choice = common.route_choice(router, threshold, signal, registry.defaults)
+            solver = Solver(engines, common.make_router(choice, seed), common.step_limits(max_steps, max_step_tokens, delimiter))
+        try:
+            with _progress(len(items), tally, quiet or out is sys.stdout and not out_path and sys.stdout.isatty()) as advance:
+                advance()
+                for item in todo:
+                    if item.error is not None:
+                        if strict:
+                            raise common.UsageError(item.error, "fix that line, or drop --strict to record it and go on")
+                        record = runs.error_record(item)
+                        print(f"steer: {item.error}", file=sys.stderr)
+                    else:
+                        record = runs.result_record(item, runs.solve_one(solver, item.question))
+                    runs.append(out, record)
+                    tally.add(record)
+                    advance()
+        finally:
+            if out is not sys.stdout:
+                runs.fsync_quietly(out)
+                out.close()
+        if not quiet:
+            print(f"steer: {tally.done}/{len(items)} done · {tally.line()}", file=sys.stderr)
+        if tally.failed:
+            raise typer.Exit(1)
+
+
+def _read_lines(source: str) -> list[str]:
+    if source == "-":
+        return sys.stdin.read().splitlines()
+    path = Path(source)
+    if not path.is_file():
+        raise common.UsageError(f"input file not found: {source}", "pass a JSONL file, or - to read stdin")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+class _progress:
+    """A rich progress bar on a terminal, a line per item elsewhere, nothing when quiet."""
+
+    def __init__(self, total: int, tally, quiet: bool) -> None:
+        self.total, self.tally, self.quiet = total, tally, quiet
+        self.bar = None
+
+    def __enter__(self):
+        if self.quiet:
+            return lambda: None
+        from steer_cli.ui import stderr_console
+
+        console = stderr_console()
+        if not console.is_terminal:
+            return lambda: console.print(f"{self.tally.done}/{self.total} · {self.tally.line()}", highlight=False)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=console)
+        self.bar.__enter__()
+        task = self.bar.add_task("batch", total=self.total, stats="")
+        return lambda: self.bar.update(task, completed=self.tally.done, stats=self.tally.line())
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

@@ -1,0 +1,182 @@
+"""Comparing router configurations on problems with gold answers.
+
+A configuration is `router[@threshold]` (e.g. `steer@0.6`). Its records live
+in a JSONL file keyed by everything that changes an answer (models, router,
+signal, step limits, sampling, prompt), so a rerun reuses finished problems
+and a changed setting never reuses stale ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from steer_cli.errors import UsageError
+from steer_cli.routers import ROUTERS
+
+
+@dataclass(frozen=True)
+class Config:
+    router: str
+    threshold: float | None
+
+    @property
+    def label(self) -> str:
+        return self.router if self.threshold is None else f"{self.router}@{self.threshold:g}"
+
+
+def parse_configs(spec: str) -> list[Config]:
+    configs = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        name, _, value = part.partition("@")
+        if name not in ROUTERS:
+            raise UsageError(f"unknown router {name!r} in --routers", f"use one of: {', '.join(ROUTERS)}, e.g. small,large,steer@0.6")
+        try:
+            threshold = float(value) if value else None
+        except ValueError:
+            raise UsageError(f"bad threshold {value!r} in --routers", "write it like steer@0.6") from None
+        configs.append(Config(name, threshold))
+    if not configs:
+        raise UsageError("--routers names no configuration", "e.g. --routers small,large,steer@0.6")
+    return configs
+
+
+def records_path(work: Path, data: str, config: Config, fingerprint: dict) -> Path:
+    digest = hashlib.sha256(json.dumps({**fingerprint, "config": config.label}, sort_keys=True).encode()).hexdigest()[:10]
+    stem = Path(data).stem if data.endswith(".jsonl") else data
+    return work / f"{stem}-{config.label}-{digest}.jsonl"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for k successes in n trials."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class Summary:
+    config: str
+    n: int
+    correct: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    relative_cost: float  # sum of routed FLOPs / sum of large-only FLOPs
+    large_decoded_per_problem: float
+    large_step_share: float
+    wall_s: float
+    wall_s_per_problem: float
+
+
+def summarize(config: Config, records: list[dict]) -> Summary:
+    solved = [r for r in records if "error" not in r]
+    n = len(solved)
+    correct = sum(bool(r.get("correct")) for r in solved)
+    low, high = wilson(correct, n)
+    flops = sum(r["cost"]["flops"] for r in solved)
+    reference = sum(r["cost"]["large_only_flops"] for r in solved)
+    large_decoded = sum(r["cost"]["models"][-1]["decoded_tokens"] for r in solved)
+    steps = [s for r in solved for s in r["steps"]]
+    top = len(solved[0]["cost"]["models"]) - 1 if solved else 1
+    wall = sum(r["cost"]["wall_s"] for r in solved)
+    return Summary(
+        config=config.label,
+        n=n,
+        correct=correct,
+        accuracy=correct / n if n else 0.0,
+        ci_low=low,
+        ci_high=high,
+        relative_cost=flops / reference if reference else 0.0,
+        large_decoded_per_problem=large_decoded / n if n else 0.0,
+        large_step_share=sum(s["tier"] == top for s in steps) / len(steps) if steps else 0.0,
+        wall_s=wall,
+        wall_s_per_problem=wall / n if n else 0.0,
+    )
+
+
+HEADER = ("config", "n", "accuracy", "95% CI", "rel. FLOPs", "large tok/prob", "large steps", "s/prob")
+
+
+def table(summaries: list[Summary]) -> str:
+    rows = [HEADER] + [
+        (
+            s.config,
+            str(s.n),
+            f"{s.accuracy:.1%}",
+            f"{s.ci_low:.1%}–{s.ci_high:.1%}",
+            f"{s.relative_cost:.2f}",
+            f"{s.large_decoded_per_problem:.0f}",
+            f"{s.large_step_share:.0%}",
+            f"{s.wall_s_per_problem:.1f}",
+        )
+        for s in summaries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def markdown(summaries: list[Summary]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for s in summaries:
+        lines.append(
+            f"| {s.config} | {s.n} | {s.accuracy:.1%} | {s.ci_low:.1%}–{s.ci_high:.1%} | {s.relative_cost:.2f}"
+            f" | {s.large_decoded_per_problem:.0f} | {s.large_step_share:.0%} | {s.wall_s_per_problem:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(summaries: list[Summary], out: Path) -> list[Path]:
+    """summary.json, summary.csv, summary.md and frontier.png (when matplotlib is installed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "summary.json", out / "summary.csv", out / "summary.md"]
+    written[0].write_text(json.dumps([asdict(s) for s in summaries], indent=2) + "\n")
+    with written[1].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(summaries[0])))
+        writer.writeheader()
+        writer.writerows(asdict(s) for s in summaries)
+    written[2].write_text(markdown(summaries) + "\n")
+    png = out / "frontier.png"
+    if plot_frontier(summaries, png):
+        written.append(png)
+    return written
+
+
+def plot_frontier(summaries: list[Summary], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    families: dict[str, list[Summary]] = {}
+    for s in summaries:
+        families.setdefault(s.config.split("@")[0], []).append(s)
+    for name, group in families.items():
+        group = sorted(group, key=lambda s: s.relative_cost)
+        xs, ys = [s.relative_cost for s in group], [s.accuracy for s in group]
+        err = [[s.accuracy - s.ci_low for s in group], [s.ci_high - s.accuracy for s in group]]
+        marker = {"small": "s", "large": "D"}.get(name, "o")
+        ax.errorbar(xs, ys, yerr=err, marker=marker, capsize=3, linestyle="-" if len(group) > 1 else "none", label=name)
+        for s in group:
+            ax.annotate(s.config, (s.relative_cost, s.accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("relative cost (routed FLOPs / large-only FLOPs)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("accuracy–cost frontier")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True

@@ -1,0 +1,110 @@
+"""`steer batch` and `steer eval`: nothing lost, nothing twice, honest numbers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from steer_cli.cli import app
+
+runner = CliRunner()
+
+
+def models(tiny_small, tiny_large):
+    return ["--small", str(tiny_small), "--large", str(tiny_large), "--threads", "1", "--n-ctx", "512"]
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_malformed_lines_become_error_records_and_the_run_goes_on(tmp_path, tiny_small, tiny_large):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "question": "2+2?", "answer": "#### 4"}\nnot json\n\n{"id": "b", "problem": "1+1?"}\n{"id": "a", "question": "again"}\n[1, 2]\n')
+    out = tmp_path / "out.jsonl"
+    r = runner.invoke(app, ["batch", str(src), "-o", str(out), "-q", "--max-steps", "2", "--max-step-tokens", "3", *models(tiny_small, tiny_large)])
+    assert r.exit_code == 1  # some lines failed
+    records = read(out)
+    assert [rec["id"] for rec in records] == ["a", "line-2", "b", "line-5", "line-6"]
+    assert records[0]["gold"] == "4" and records[0]["correct"] is False and records[0]["steps"]
+    assert records[1]["error"].startswith("line 2: not valid JSON")
+    assert records[3]["error"] == "line 5: duplicate id 'a'"
+    assert records[4]["error"] == "line 6: expected a JSON object, got list"
+    assert "correct" not in records[2]  # no gold, no grade
+
+
+def test_strict_stops_at_the_first_bad_line_keeping_what_was_written(tmp_path, tiny_small, tiny_large):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "question": "2+2?"}\n{"id": "b"}\n{"id": "c", "question": "3+3?"}\n')
+    out = tmp_path / "out.jsonl"
+    r = runner.invoke(app, ["batch", str(src), "-o", str(out), "-q", "--strict", "--max-steps", "1", "--max-step-tokens", "2", *models(tiny_small, tiny_large)])
+    assert r.exit_code == 2 and "line 2: no 'question'" in r.stderr
+    assert [rec["id"] for rec in read(out)] == ["a"]
+
+
+def test_stdin_to_stdout_is_pure_jsonl(tiny_small, tiny_large):
+    r = runner.invoke(app, ["batch", "-", "-q", "--max-steps", "1", "--max-step-tokens", "2", *models(tiny_small, tiny_large)], input='{"question": "2+2?"}\n{"question": "3+3?"}\n')
+    assert r.exit_code == 0, r.stderr
+    assert [json.loads(line)["id"] for line in r.stdout.splitlines()] == ["line-1", "line-2"]
+
+
+def test_a_torn_last_line_is_trimmed_and_the_rest_resumed(tmp_path, tiny_small, tiny_large):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": f"p{i}", "question": f"{i}+1?"}) + "\n" for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    args = ["batch", str(src), "-o", str(out), "-q", "--max-steps", "1", "--max-step-tokens", "2", *models(tiny_small, tiny_large)]
+    assert runner.invoke(app, args).exit_code == 0
+    first = out.read_text().splitlines()
+    out.write_text(first[0] + "\n" + first[1][:25])  # as if killed mid-write
+    assert runner.invoke(app, args).exit_code == 0
+    assert [rec["id"] for rec in read(out)] == ["p0", "p1", "p2"]
+
+
+def test_kill_9_then_rerun_answers_every_input_exactly_once(tmp_path, tiny_small, tiny_large):
+    src = tmp_path / "in.jsonl"
+    ids = [f"q{i}" for i in range(12)]
+    src.write_text("".join(json.dumps({"id": i, "question": f"What is {n} + {n}?"}) + "\n" for n, i in enumerate(ids)))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "steer_cli", "batch", str(src), "-o", str(out), "-q", "--max-steps", "4", "--max-step-tokens", "40", "--delimiter", "", *models(tiny_small, tiny_large)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = out.read_text().count("\n")
+    assert 3 <= partial < len(ids), "the kill should land mid-run"
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(rec["id"] for rec in read(out)) == sorted(ids)
+
+
+def test_eval_reports_each_configuration_and_reuses_records(tmp_path, tiny_small, tiny_large):
+    data = tmp_path / "gold.jsonl"
+    data.write_text('{"id": "x", "question": "2+2?", "answer": "4"}\n{"id": "y", "question": "3+3?", "answer": "#### 6"}\n')
+    args = ["eval", "--routers", "small,large,steer@0.5,random@0.5", "--data", str(data), "--out", str(tmp_path / "report"), "--work", str(tmp_path / "work"), "-q", "--max-steps", "2", "--max-step-tokens", "3", *models(tiny_small, tiny_large)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["config", "n", "accuracy"]
+    assert [line.split()[0] for line in lines[1:]] == ["small", "large", "steer@0.5", "random@0.5"]
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    by = {s["config"]: s for s in summary}
+    assert by["large"]["relative_cost"] == pytest.approx(1.0, abs=0.02) and by["large"]["large_step_share"] == 1.0
+    assert by["small"]["large_step_share"] == 0.0 and by["small"]["large_decoded_per_problem"] == 0
+    assert (tmp_path / "report" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "report" / "summary.csv").read_text().startswith("config,n,correct,accuracy")
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "work").iterdir()}
+    again = runner.invoke(app, args)
+    assert again.stdout == r.stdout  # same numbers, from the stored records
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "work").iterdir()} == stamps
+
+
+def test_eval_rejects_bad_router_specs():
+    r = runner.invoke(app, ["eval", "--routers", "small,oracle@0.3"])
+    assert r.exit_code == 2 and "unknown router 'oracle'" in r.stderr
