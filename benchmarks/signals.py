@@ -1,87 +1,70 @@
 """Which pre-step confidence signal separates good trajectories from bad ones?
 
-Runs the small model alone over GSM8K problems and, before every step, records
-maxprob, margin and exp(-entropy) of its next-token distribution. A step is
-labelled by whether its trajectory ends in the correct answer. Prints the
-AUROC of each signal at step level and per problem (min over steps), so the
-default signal is chosen on data. Traces go to --out as JSON lines.
+Reads records from `steer eval` / `steer batch` (small-only runs record, for
+every step, the small model's maxprob, margin and exp(-entropy) before it
+wrote the step) and labels each step by whether its trajectory ended in the
+correct answer. Prints the AUROC of each signal per step, for the first step,
+and per problem (min and mean over its steps), plus the quantiles a threshold
+would be taken from.
 
-    python benchmarks/signals.py --limit 100 --out signals.jsonl
+    steer eval --routers small --data dev --limit 100 --work runs/
+    python benchmarks/signals.py runs/dev-small-*.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
-from steer_cli.answers import answers_match, gold_answer
-from steer_cli.routers import Decision, DecisionPoint
-from steer_cli.signals import SIGNALS
-from steer_cli.solver import Solved, Solver
-from steer_cli.session import build_tiers
-from steer_cli.datasets import load_problems
-
-
-class Recorder:
-    """Writes every step with the small model, noting every signal first."""
-
-    name = "small"
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, float]] = []
-
-    def decide(self, point: DecisionPoint) -> Decision:
-        dist = point.next_token(0)
-        self.seen.append({name: fn(dist) for name, fn in SIGNALS.items()})
-        return Decision(tier=0)
+SIGNALS = ("maxprob", "margin", "entropy")
 
 
 def auroc(scores: list[float], labels: list[bool]) -> float:
-    """P(score of a positive > score of a negative), ties counted half."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
+    """P(score of a positive > score of a negative), ties counted half (rank form)."""
+    pairs = sorted(zip(scores, labels, strict=True))
+    n_pos = sum(labels)
+    n_neg = len(labels) - n_pos
+    if not n_pos or not n_neg:
         return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+    rank_sum, i = 0.0, 0
+    while i < len(pairs):
+        j = i
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            j += 1
+        mid_rank = (i + j + 1) / 2  # 1-based average rank of the tie group
+        rank_sum += mid_rank * sum(1 for _, y in pairs[i:j] if y)
+        i = j
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def quantile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="dev")
-    ap.add_argument("--limit", type=int, default=100)
-    ap.add_argument("--out", type=Path, default=Path("signals.jsonl"))
+    ap.add_argument("records", type=Path, nargs="+")
     args = ap.parse_args()
-    tiers = build_tiers(None, None, None)[:1]
-    rows = []
-    done = {json.loads(l)["id"] for l in args.out.read_text().splitlines()} if args.out.exists() else set()
-    with args.out.open("a") as out:
-        for item in load_problems(args.data, args.limit):
-            if item.id in done:
-                continue
-            rec = Recorder()
-            started = time.perf_counter()
-            result = next(e.result for e in Solver(tiers, rec).solve(item.question) if isinstance(e, Solved))
-            ok = answers_match(result.answer, gold_answer(item.answer))
-            row = {"id": item.id, "correct": ok, "signals": rec.seen[: len(result.steps)], "steps": len(result.steps), "s": round(time.perf_counter() - started, 2)}
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            print(f"{item.id} correct={ok} steps={row['steps']} {row['s']}s", file=sys.stderr)
-    rows = [json.loads(l) for l in args.out.read_text().splitlines()]
+    rows = [json.loads(line) for path in args.records for line in path.read_text().splitlines()]
+    rows = [r for r in rows if "correct" in r and r["steps"] and all(s.get("signals") for s in r["steps"])]
     acc = sum(r["correct"] for r in rows) / len(rows)
-    print(f"problems: {len(rows)}  small-only accuracy: {acc:.3f}")
-    print(f"{'signal':<10} {'step AUROC':>11} {'first-step':>11} {'min/problem':>12} {'mean/problem':>13}")
+    n_steps = sum(len(r["steps"]) for r in rows)
+    print(f"{len(rows)} problems, {n_steps} steps, small-only accuracy {acc:.1%}")
+    print("| signal | step AUROC | first-step AUROC | min/problem AUROC | mean/problem AUROC | q10 | q30 | q50 |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in SIGNALS:
-        step_s = [s[name] for r in rows for s in r["signals"]]
-        step_y = [r["correct"] for r in rows for _ in r["signals"]]
-        first = [r["signals"][0][name] for r in rows if r["signals"]]
-        mins = [min(s[name] for s in r["signals"]) for r in rows if r["signals"]]
-        means = [sum(s[name] for s in r["signals"]) / len(r["signals"]) for r in rows if r["signals"]]
-        ys = [r["correct"] for r in rows if r["signals"]]
-        print(f"{name:<10} {auroc(step_s, step_y):>11.3f} {auroc(first, ys):>11.3f} {auroc(mins, ys):>12.3f} {auroc(means, ys):>13.3f}")
+        steps = [(s["signals"][name], r["correct"]) for r in rows for s in r["steps"]]
+        values = [v for v, _ in steps]
+        ys = [r["correct"] for r in rows]
+        first = [r["steps"][0]["signals"][name] for r in rows]
+        mins = [min(s["signals"][name] for s in r["steps"]) for r in rows]
+        means = [sum(s["signals"][name] for s in r["steps"]) / len(r["steps"]) for r in rows]
+        print(
+            f"| {name} | {auroc(values, [y for _, y in steps]):.3f} | {auroc(first, ys):.3f} | {auroc(mins, ys):.3f}"
+            f" | {auroc(means, ys):.3f} | {quantile(values, 0.1):.3f} | {quantile(values, 0.3):.3f} | {quantile(values, 0.5):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ class ModelCost:
     wall_s: float
 
     @classmethod
-    def of(cls, name: str, params: int, stats: EngineStats) -> "ModelCost":
+    def of(cls, name: str, params: int, stats: EngineStats) -> ModelCost:
         processed = stats.evaluated_tokens + stats.reused_tokens
         return cls(
             name=name,
@@ -49,7 +49,7 @@ class Cost:
     wall_s: float = 0.0
 
     @classmethod
-    def of(cls, models: list[ModelCost], large_only_tokens: int, large_params: int, wall_s: float) -> "Cost":
+    def of(cls, models: list[ModelCost], large_only_tokens: int, large_params: int, wall_s: float) -> Cost:
         flops = sum(m.flops for m in models)
         reference = 2.0 * large_params * large_only_tokens
         return cls(

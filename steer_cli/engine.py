@@ -55,10 +55,10 @@ class EngineStats:
     wall_s: float = 0.0  # time in evaluation and sampling
     load_s: float = 0.0
 
-    def snapshot(self) -> "EngineStats":
+    def snapshot(self) -> EngineStats:
         return EngineStats(**vars(self))
 
-    def since(self, before: "EngineStats") -> "EngineStats":
+    def since(self, before: EngineStats) -> EngineStats:
         return EngineStats(**{k: v - getattr(before, k) for k, v in vars(self).items()})
 
 
@@ -168,7 +168,7 @@ class LlamaEngine:
         self._chat = self._chat_formatter()
 
     # -- loading -----------------------------------------------------------
-    def _open(self, vocab_only: bool) -> "Llama":
+    def _open(self, vocab_only: bool) -> Llama:
         if not self.path.is_file():
             raise SteerError(f"model file not found: {self.path}", "run `steer models pull NAME` or pass an existing .gguf path")
         from llama_cpp import Llama

@@ -122,7 +122,7 @@ def table(summaries: list[Summary]) -> str:
         for s in summaries
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def markdown(summaries: list[Summary]) -> str:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from steer_cli.errors import SteerError, UsageError
 from steer_cli.registry import HfSource, ModelEntry, PypiSource, steer_home

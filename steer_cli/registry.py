@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from steer_cli.errors import SteerError, UsageError
+from steer_cli.errors import UsageError
 
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -189,30 +189,3 @@ def _check_tiers(registry: Registry, path: Path) -> None:
                 raise UsageError(f"{path}: tiers.{name}: unknown model {member!r}", _suggest(member, registry.models, "define it under models:"))
     if registry.defaults.tiers not in registry.tiers:
         raise UsageError(f"{path}: defaults.tiers: unknown tier set {registry.defaults.tiers!r}", "name one of the sets under tiers:")
-
-
-def save_user_defaults(updates: dict[str, Any], config: Path | None = None) -> Path:
-    """Merge `updates` into the user file's defaults (used by `calibrate`);
-    written atomically so an interrupt never leaves half a file."""
-    target = user_yaml(config) or (steer_home() / "models.yaml" if os.environ.get("STEER_HOME") else _platform_config())
-    raw: dict[str, Any] = {}
-    if target.is_file():
-        raw = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
-    merged = dict(raw.get("defaults") or {})
-    for key, value in updates.items():
-        if isinstance(value, dict):
-            merged[key] = {**(merged.get(key) or {}), **value}
-        else:
-            merged[key] = value
-    raw["defaults"] = merged
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
-
-
-def _platform_config() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("steer", appauthor=False)) / "models.yaml"

@@ -8,8 +8,9 @@ threshold means "not confident enough here, go one tier up".
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
+from collections.abc import Callable
 
 from steer_cli.errors import UsageError
 from steer_cli.signals import SIGNALS, NextToken, confidence
@@ -23,12 +24,18 @@ class Decision:
 
 @dataclass
 class DecisionPoint:
-    """What a router may look at before a step. Distributions are lazy so a
-    router that never asks costs no evaluation."""
+    """What a router may look at before a step. Distributions are lazy (and
+    memoised) so a router that never asks costs no evaluation."""
 
     step_index: int
     n_tiers: int
-    next_token: Callable[[int], NextToken]  # tier -> next-token distribution
+    fetch: Callable[[int], NextToken]  # tier -> next-token distribution
+    seen: dict[int, NextToken] = field(default_factory=dict)
+
+    def next_token(self, tier: int) -> NextToken:
+        if tier not in self.seen:
+            self.seen[tier] = self.fetch(tier)
+        return self.seen[tier]
 
 
 class Router(Protocol):

@@ -12,7 +12,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
+from collections.abc import Iterable, Iterator
 
 from steer_cli.answers import answers_match, gold_answer
 from steer_cli.errors import UsageError

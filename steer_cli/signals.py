@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> 
 def top_alternatives(logits: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The k most likely (token, logprob) pairs, most likely first."""
     info = summarize(logits, k)
-    return list(zip(info.top_ids, info.top_logprobs))
+    return list(zip(info.top_ids, info.top_logprobs, strict=True))
 
 
 # Each signal maps a distribution to a confidence in [0, 1]: high = sure.

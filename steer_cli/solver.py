@@ -9,12 +9,14 @@ from __future__ import annotations
 import codecs
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Union
+from typing import Union
+from collections.abc import Iterator
 
 from steer_cli.answers import extract_answer
 from steer_cli.cost import Cost, ModelCost
 from steer_cli.engine import ContextFull, Engine
 from steer_cli.routers import DecisionPoint, Router
+from steer_cli.signals import SIGNALS
 
 
 @dataclass
@@ -35,6 +37,9 @@ class Step:
     tokens: int
     mean_logprob: float
     finish: str  # delimiter | eos | step_tokens | max_tokens | context
+    # Tier 0's confidence signals at the step start, when its distribution was
+    # computed anyway (the router asked, or tier 0 wrote the step).
+    signals: dict[str, float] | None = None
 
 
 @dataclass
@@ -102,12 +107,14 @@ class Solver:
             try:
                 decision = self.router.decide(point)
                 engine = self.tiers[decision.tier]
+                signals = _signals(point, free=decision.tier == 0)
                 yield StepStarted(index, decision.tier, engine.name, decision.score)
                 budget = self.limits.max_tokens - generated
                 step = yield from self._write_step(engine, index, decision.tier, decision.score, budget)
             except ContextFull:
                 finish = "context"
                 break
+            step.signals = signals
             if step.tokens == 0:  # end of generation right at a step start
                 finish = step.finish
                 break
@@ -120,14 +127,8 @@ class Solver:
             if step.finish in ("eos", "max_tokens", "context"):
                 finish = step.finish
                 break
-        result = Result(
-            problem=problem,
-            answer=extract_answer("".join(s.text for s in steps)),
-            steps=steps,
-            finish=finish,
-            router=self.router.name,
-            cost=self._cost(steps, before, time.perf_counter() - started),
-        )
+        result = Result(problem, None, steps, finish, self.router.name, self._cost(steps, before, time.perf_counter() - started))
+        result.answer = extract_answer(result.text)
         yield Solved(result)
 
     def _write_step(self, engine: Engine, index: int, tier: int, score: float | None, budget: int) -> Iterator[Event]:
@@ -163,13 +164,22 @@ class Solver:
         return Step(index, tier, engine.name, text, score, n, round(mean, 5), finish)
 
     def _cost(self, steps: list[Step], before: list, wall_s: float) -> Cost:
-        models = [ModelCost.of(t.name, t.params, t.stats.since(b)) for t, b in zip(self.tiers, before)]
+        models = [ModelCost.of(t.name, t.params, t.stats.since(b)) for t, b in zip(self.tiers, before, strict=True)]
         top = self.tiers[-1]
         top_index = len(self.tiers) - 1
         large_only = top.prompt_length() + sum(
             s.tokens if s.tier == top_index else top.count_tokens(s.text) for s in steps
         )
         return Cost.of(models, large_only, top.params, wall_s)
+
+
+def _signals(point: DecisionPoint, free: bool) -> dict[str, float] | None:
+    """Tier 0's signals, if its distribution is known or costs nothing
+    (it is about to write, so its logits are needed anyway)."""
+    if 0 not in point.seen and not free:
+        return None
+    dist = point.next_token(0)
+    return {name: round(fn(dist), 5) for name, fn in SIGNALS.items()}
 
 
 def _ends_step(text: str, new_chars: int, delimiter: str) -> bool:

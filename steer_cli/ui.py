@@ -9,7 +9,7 @@ never touched here; it belongs to answers and JSON.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from rich.console import Console, Group
 from rich.live import Live

@@ -29,7 +29,7 @@ class ScriptedEngine:
     def params(self) -> int:
         return self._params
 
-    def enqueue(self, *steps: str) -> "ScriptedEngine":
+    def enqueue(self, *steps: str) -> ScriptedEngine:
         self.queue.extend(steps)
         return self
 

@@ -66,7 +66,7 @@ class Hub:
         self.files[f"{repo}/{revision}/{name}"] = (body, etag or sha)
         return sha
 
-    def __enter__(self) -> "Hub":
+    def __enter__(self) -> Hub:
         self.thread.start()
         return self
 

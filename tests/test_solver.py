@@ -6,7 +6,7 @@ from fakes import ScriptedEngine
 from steer_cli.engine import Token
 from steer_cli.errors import UsageError
 from steer_cli.routers import make_router
-from steer_cli.solver import Solved, Solver, StepFinished, StepLimits, StepStarted, TextDelta
+from steer_cli.solver import Solver, StepFinished, StepLimits, TextDelta
 
 
 def run(tiers, router, problem="two plus two?", limits=None):
@@ -140,3 +140,19 @@ def test_a_full_context_ends_the_run_and_keeps_the_partial_step():
     _, result = run([small, ScriptedEngine("large")], make_router("small"))
     assert result.finish == "context"
     assert [s.text for s in result.steps] == ["ab\n\n", "cd"]
+
+
+def test_small_steps_carry_free_signals_and_large_only_runs_never_ask_the_small_model():
+    small = ScriptedEngine("small", confidences=[0.8, 0.3]).enqueue("a = 1\n\n")
+    large = ScriptedEngine("large").enqueue("b = 2\n\n")
+    _, result = run([small, large], make_router("steer", 0.5))
+    assert result.steps[0].signals["maxprob"] == pytest.approx(0.8)
+    assert result.steps[1].signals["maxprob"] == pytest.approx(0.3)  # the router asked: recorded too
+    assert set(result.steps[0].signals) == {"maxprob", "margin", "entropy"}
+    small, large = ScriptedEngine("small"), ScriptedEngine("large").enqueue("c = 3\n\n")
+    _, result = run([small, large], make_router("large"))
+    assert result.steps[0].signals is None and small.asked == 0
+    small = ScriptedEngine("small", confidences=[0.7]).enqueue("d = 4\n\n")
+    _, result = run([small, ScriptedEngine("large")], make_router("small"))
+    assert result.steps[0].signals["maxprob"] == pytest.approx(0.7)
+    assert small.asked == 2  # once per step start; the second start ends in EOS

@@ -6,7 +6,8 @@ import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
+from collections.abc import Iterator
 
 import typer
 

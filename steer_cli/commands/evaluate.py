@@ -91,7 +91,7 @@ class _Progress:
     def __init__(self, total: int, quiet: bool) -> None:
         self.total, self.quiet, self.bar, self.task, self.done = total, quiet, None, None, 0
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         from steer_cli.ui import stderr_console
 
         console = stderr_console()
