@@ -163,6 +163,7 @@ class LlamaEngine:
         self._first_new = 0  # first position of this problem not reused from the cache
         self._prompt_len = 0
         self._own_pending = 0  # sampled tokens appended but not yet evaluated
+        self._unclaimed_reuse = 0  # cached prompt tokens, until this model is used
         self._scratch: np.ndarray | None = None  # vocab-sized buffer for the per-token math
         self._params: int | None = None
         self._chat = self._chat_formatter()
@@ -275,9 +276,10 @@ class LlamaEngine:
             cached = np.asarray(self._llm._input_ids[: self._kv_len])
             n = min(len(cached), len(self._tokens))
             diff = np.nonzero(cached[:n] != np.asarray(self._tokens[:n]))[0]
-            self._kv_len = int(diff[0]) if diff.size else n
+            # At most n-1: the last prompt token is evaluated again for its logits.
+            self._kv_len = min(int(diff[0]) if diff.size else n, len(self._tokens) - 1)
         self._first_new = self._kv_len
-        self.stats.reused_tokens += self._kv_len
+        self._unclaimed_reuse = self._kv_len  # counted only if this model takes part
         self._logits_at = -1
         self._own_pending = 0
 
@@ -299,6 +301,8 @@ class LlamaEngine:
         self._llm.eval(todo)
         self.stats.wall_s += time.perf_counter() - started
         self.stats.evaluated_tokens += len(todo)
+        self.stats.reused_tokens += self._unclaimed_reuse
+        self._unclaimed_reuse = 0
         # A token evaluated right after this model sampled it is decode work, not prefill.
         self.stats.prefill_tokens += len(todo) - min(self._own_pending, len(todo))
         self._own_pending = 0

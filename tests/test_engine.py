@@ -97,3 +97,25 @@ def test_a_file_llama_cpp_cannot_load_is_one_clear_error(tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(SteerError, match="cannot load"):
         LlamaEngine("broken", bad)
+
+
+def test_asking_the_same_problem_twice_evaluates_one_token_of_prompt(tiny_small):
+    engine = LlamaEngine("small", tiny_small, LoadOptions(n_ctx=512, n_threads=1))
+    engine.start("Same problem.")
+    engine.next_token()
+    before = engine.stats.snapshot()
+    engine.start("Same problem.")
+    engine.next_token()
+    delta = engine.stats.since(before)
+    assert (delta.evaluated_tokens, delta.needed_tokens, delta.reused_tokens) == (1, 1, engine.prompt_length() - 1)
+
+
+def test_a_tier_never_used_in_a_problem_costs_nothing(tiny_small, tiny_large):
+    small = LlamaEngine("small", tiny_small, LoadOptions(n_ctx=512, n_threads=1))
+    large = LlamaEngine("large", tiny_large, LoadOptions(n_ctx=512, n_threads=1))
+    limits = StepLimits(max_steps=2, max_step_tokens=3, delimiter="")
+    solve([small, large], make_router("small"), "Warm the small model's cache.", limits)
+    result = solve([small, large], make_router("large"), "Now only the large one works.", limits)
+    small_cost = result.cost.models[0]
+    assert (small_cost.evaluated_tokens, small_cost.reused_tokens, small_cost.flops) == (0, 0, 0.0)
+    assert result.cost.relative_cost == pytest.approx(1.0, abs=0.01)

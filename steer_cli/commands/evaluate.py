@@ -53,7 +53,6 @@ def evaluate(
         chosen_signal = signal or registry.defaults.signal
         fingerprint = {
             "models": [(e.name, e.path.stat().st_size) for e in engines],
-            "signal": chosen_signal,
             "limits": vars(limits),
             "temperature": temperature,
             "seed": seed,
@@ -68,7 +67,9 @@ def evaluate(
                 choice = common.route_choice(cfg.router, cfg.threshold, chosen_signal, registry.defaults)
                 cfg = ev.Config(cfg.router, choice.threshold if cfg.router not in ("small", "large") else None)
                 solver = Solver(engines, common.make_router(choice, seed), limits)
-                path = ev.records_path(work_dir, data, cfg, fingerprint)
+                # Only steer reads the signal: other routers' records stay valid when it changes.
+                keyed = {**fingerprint, "signal": chosen_signal} if cfg.router == "steer" else fingerprint
+                path = ev.records_path(work_dir, data, cfg, keyed)
                 stream, done = runs.open_output(path)
                 try:
                     for item in items:
