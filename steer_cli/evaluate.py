@@ -72,6 +72,9 @@ class Summary:
     ci_low: float
     ci_high: float
     relative_cost: float  # sum of routed FLOPs / sum of large-only FLOPs
+    # Decode work only: sum(params x decoded) / (top params x all decoded tokens).
+    # Shows what routing saves where prefill is nearly free (exact when tiers share a tokenizer).
+    decode_cost: float
     large_decoded_per_problem: float
     large_step_share: float
     wall_s: float
@@ -86,6 +89,8 @@ def summarize(config: Config, records: list[dict]) -> Summary:
     flops = sum(r["cost"]["flops"] for r in solved)
     reference = sum(r["cost"]["large_only_flops"] for r in solved)
     large_decoded = sum(r["cost"]["models"][-1]["decoded_tokens"] for r in solved)
+    decode_work = sum(m["params"] * m["decoded_tokens"] for r in solved for m in r["cost"]["models"])
+    decode_reference = sum(r["cost"]["models"][-1]["params"] * sum(m["decoded_tokens"] for m in r["cost"]["models"]) for r in solved)
     steps = [s for r in solved for s in r["steps"]]
     top = len(solved[0]["cost"]["models"]) - 1 if solved else 1
     wall = sum(r["cost"]["wall_s"] for r in solved)
@@ -97,6 +102,7 @@ def summarize(config: Config, records: list[dict]) -> Summary:
         ci_low=low,
         ci_high=high,
         relative_cost=flops / reference if reference else 0.0,
+        decode_cost=decode_work / decode_reference if decode_reference else 0.0,
         large_decoded_per_problem=large_decoded / n if n else 0.0,
         large_step_share=sum(s["tier"] == top for s in steps) / len(steps) if steps else 0.0,
         wall_s=wall,
@@ -104,7 +110,7 @@ def summarize(config: Config, records: list[dict]) -> Summary:
     )
 
 
-HEADER = ("config", "n", "accuracy", "95% CI", "rel. FLOPs", "large tok/prob", "large steps", "s/prob")
+HEADER = ("config", "n", "accuracy", "95% CI", "rel. FLOPs", "rel. decode FLOPs", "large tok/prob", "large steps", "s/prob")
 
 
 def table(summaries: list[Summary]) -> str:
@@ -115,6 +121,7 @@ def table(summaries: list[Summary]) -> str:
             f"{s.accuracy:.1%}",
             f"{s.ci_low:.1%}–{s.ci_high:.1%}",
             f"{s.relative_cost:.2f}",
+            f"{s.decode_cost:.2f}",
             f"{s.large_decoded_per_problem:.0f}",
             f"{s.large_step_share:.0%}",
             f"{s.wall_s_per_problem:.1f}",
@@ -129,7 +136,7 @@ def markdown(summaries: list[Summary]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for s in summaries:
         lines.append(
-            f"| {s.config} | {s.n} | {s.accuracy:.1%} | {s.ci_low:.1%}–{s.ci_high:.1%} | {s.relative_cost:.2f}"
+            f"| {s.config} | {s.n} | {s.accuracy:.1%} | {s.ci_low:.1%}–{s.ci_high:.1%} | {s.relative_cost:.2f} | {s.decode_cost:.2f}"
             f" | {s.large_decoded_per_problem:.0f} | {s.large_step_share:.0%} | {s.wall_s_per_problem:.1f} |"
         )
     return "\n".join(lines)

@@ -97,6 +97,7 @@ def test_eval_reports_each_configuration_and_reuses_records(tmp_path, tiny_small
     by = {s["config"]: s for s in summary}
     assert by["large"]["relative_cost"] == pytest.approx(1.0, abs=0.02) and by["large"]["large_step_share"] == 1.0
     assert by["small"]["large_step_share"] == 0.0 and by["small"]["large_decoded_per_problem"] == 0
+    assert by["large"]["decode_cost"] == 1.0 and by["small"]["decode_cost"] == pytest.approx(1.0)  # equal-size tiny models
     assert (tmp_path / "report" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "report" / "summary.csv").read_text().startswith("config,n,correct,accuracy")
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "work").iterdir()}
