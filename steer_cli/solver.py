@@ -13,6 +13,7 @@ from typing import Union
 from collections.abc import Iterator
 
 from steer_cli.answers import extract_answer
+from steer_cli.budget import Budget
 from steer_cli.cost import Cost, ModelCost
 from steer_cli.engine import ContextFull, Engine
 from steer_cli.routers import DecisionPoint, Router
@@ -50,6 +51,7 @@ class Result:
     finish: str
     router: str
     cost: Cost = field(default_factory=Cost)
+    budget_bound: bool = False  # --max-large-tokens cut a step or kept the larger tiers out
 
     @property
     def text(self) -> str:
@@ -87,12 +89,13 @@ Event = Union[StepStarted, TextDelta, StepFinished, Solved]
 
 
 class Solver:
-    def __init__(self, tiers: list[Engine], router: Router, limits: StepLimits | None = None) -> None:
+    def __init__(self, tiers: list[Engine], router: Router, limits: StepLimits | None = None, budget: Budget | None = None) -> None:
         if not tiers:
             raise ValueError("at least one tier is required")
         self.tiers = tiers
         self.router = router
         self.limits = limits or StepLimits()
+        self.budget = budget or Budget()
 
     def solve(self, problem: str) -> Iterator[Event]:
         before = [t.stats.snapshot() for t in self.tiers]
@@ -102,18 +105,26 @@ class Solver:
         steps: list[Step] = []
         finish = "max_steps"
         generated = 0
+        bound = False
         for index in range(self.limits.max_steps):
-            point = DecisionPoint(index, len(self.tiers), lambda t: self.tiers[t].next_token())
+            large_left = self.budget.left(self._large_decoded(before))
+            # With the larger tiers' allowance spent, the router sees (and probes) only the smallest.
+            visible = 1 if large_left == 0 else len(self.tiers)
+            bound = bound or visible < len(self.tiers)
+            point = DecisionPoint(index, visible, lambda t: self.tiers[t].next_token())
             try:
                 decision = self.router.decide(point)
                 engine = self.tiers[decision.tier]
                 signals = _signals(point, free=decision.tier == 0)
                 yield StepStarted(index, decision.tier, engine.name, decision.score)
-                budget = self.limits.max_tokens - generated
-                step = yield from self._write_step(engine, index, decision.tier, decision.score, budget)
+                step_limit = self.limits.max_step_tokens
+                if decision.tier > 0 and large_left is not None and large_left < step_limit:
+                    step_limit = large_left
+                step = yield from self._write_step(engine, index, decision.tier, decision.score, step_limit, self.limits.max_tokens - generated)
             except ContextFull:
                 finish = "context"
                 break
+            bound = bound or (step_limit < self.limits.max_step_tokens and step.tokens == step_limit)
             step.signals = signals
             if step.tokens == 0:  # end of generation right at a step start
                 finish = step.finish
@@ -129,14 +140,17 @@ class Solver:
                 break
         result = Result(problem, None, steps, finish, self.router.name, self._cost(steps, before, time.perf_counter() - started))
         result.answer = extract_answer(result.text)
+        result.budget_bound = bound
         yield Solved(result)
 
-    def _write_step(self, engine: Engine, index: int, tier: int, score: float | None, budget: int) -> Iterator[Event]:
+    def _write_step(self, engine: Engine, index: int, tier: int, score: float | None, step_limit: int, left: int) -> Iterator[Event]:
+        """One step, ended by the delimiter, end of generation, `step_limit`
+        (finish "step_tokens") or the problem's remaining `left` ("max_tokens")."""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         delimiter = self.limits.delimiter
         text, n, logprob_sum, finish = "", 0, 0.0, "step_tokens"
-        while n < self.limits.max_step_tokens:
-            if n >= budget:
+        while n < step_limit:
+            if n >= left:
                 finish = "max_tokens"
                 break
             try:
@@ -165,12 +179,16 @@ class Solver:
 
     def _cost(self, steps: list[Step], before: list, wall_s: float) -> Cost:
         models = [ModelCost.of(t.name, t.params, t.stats.since(b)) for t, b in zip(self.tiers, before, strict=True)]
-        top = self.tiers[-1]
-        top_index = len(self.tiers) - 1
-        large_only = top.prompt_length() + sum(
-            s.tokens if s.tier == top_index else top.count_tokens(s.text) for s in steps
-        )
-        return Cost.of(models, large_only, top.params, wall_s)
+        return Cost.of(models, self._large_only_tokens(steps), self.tiers[-1].params, wall_s)
+
+    def _large_only_tokens(self, steps: list[Step]) -> int:
+        """The top tier's prompt plus every step in its own tokenization."""
+        top, top_index = self.tiers[-1], len(self.tiers) - 1
+        return top.prompt_length() + sum(s.tokens if s.tier == top_index else top.count_tokens(s.text) for s in steps)
+
+    def _large_decoded(self, before: list) -> int:
+        """Tokens decoded in this problem by every tier above the smallest."""
+        return sum(t.stats.decoded_tokens - b.decoded_tokens for t, b in zip(self.tiers[1:], before[1:], strict=True))
 
 
 def _signals(point: DecisionPoint, free: bool) -> dict[str, float] | None:

@@ -36,8 +36,7 @@ class ScriptedEngine:
     def start(self, problem: str) -> None:
         self.transcript = f"Q: {problem}\n"
         self._prompt = len(self.transcript)
-        self.stats.evaluated_tokens += self._prompt
-        self.stats.prefill_tokens += self._prompt
+        self._pending = self._prompt
 
     def prompt_length(self) -> int:
         return self._prompt
@@ -45,19 +44,26 @@ class ScriptedEngine:
     def append_text(self, text: str) -> None:
         self.appended.append(text)
         self.transcript += text
-        self.stats.prefill_tokens += len(text)
-        self.stats.evaluated_tokens += len(text)
+        self._pending += len(text)
 
     def count_tokens(self, text: str) -> int:
         return len(text)
 
+    def _evaluate(self) -> None:
+        """Like the real engine: what was handed over is read only when needed."""
+        self.stats.prefill_tokens += self._pending
+        self.stats.evaluated_tokens += self._pending
+        self._pending = 0
+
     def next_token(self) -> NextToken:
+        self._evaluate()
         self.asked += 1
-        p = self.confidences.pop(0) if self.confidences else 0.99
+        p = min(max(self.confidences.pop(0) if self.confidences else 0.99, 1e-9), 1.0)
         rest = max(1.0 - p, 1e-9)
         return NextToken(top_ids=(1, 2), top_logprobs=(math.log(p), math.log(rest)), entropy=0.1)
 
     def sample(self) -> Token:
+        self._evaluate()
         if not self._current:
             if not self.queue:
                 return Token(id=0, piece=b"", logprob=0.0, eog=True)

@@ -83,3 +83,11 @@ def test_models_pull_unknown_name_fails_before_any_download():
     r = runner.invoke(app, ["models", "pull", "qwen2.5-coder-1.5b-instruct", "qwen-typo"])
     assert r.exit_code == 2
     assert "unknown model 'qwen-typo'" in r.stderr and r.stdout == ""
+
+
+def test_max_large_tokens_caps_the_large_model_and_is_reported(tiny_small, tiny_large):
+    r = ask("2+2?", "--small", str(tiny_small), "--large", str(tiny_large), "--router", "large", "--max-large-tokens", "3", "--json", "-q", *FAST)
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["cost"]["models"][1]["decoded_tokens"] == 3 and out["budget_bound"] is True
+    assert [s["tier"] for s in out["steps"]] == [1, 0, 0]

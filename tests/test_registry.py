@@ -28,7 +28,8 @@ def test_user_file_overrides_entry_by_entry(tmp_path):
     reg = load_registry(cfg)
     assert reg.model("qwen2.5-coder-0.5b-instruct").sources.path == "/models/mine.gguf"
     assert reg.model("qwen2.5-coder-1.5b-instruct").sources.pypi is not None  # untouched
-    assert reg.defaults.router == "small" and reg.defaults.signal == "maxprob"
+    assert reg.defaults.router == "small"
+    assert reg.defaults.signal == load_registry().defaults.signal  # untouched fields keep the packaged value
 
 
 def test_steer_home_file_is_picked_up(tmp_path, monkeypatch):

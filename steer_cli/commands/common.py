@@ -61,6 +61,7 @@ MaxStepTokens = Annotated[int, typer.Option("--max-step-tokens", help="Tokens pe
 Delimiter = Annotated[str, typer.Option("--delimiter", help="Text that ends a step (escapes like \\n allowed).")]
 Temperature = Annotated[float, typer.Option("--temperature", help="0 = greedy (reproducible).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the random router.")]
+MaxLargeTokens = Annotated[Optional[int], typer.Option("--max-large-tokens", help="Hard cap per problem on tokens decoded by the larger tiers; then the smallest writes the rest.")]
 
 
 @dataclass
@@ -87,6 +88,12 @@ class EngineArgs:
         registry = load_registry(self.config)
         options = LoadOptions(n_threads=self.threads, n_gpu_layers=self.gpu_layers, temperature=self.temperature, seed=self.seed)
         return registry, build_tiers(self.small, self.large, self.tiers, registry=registry, cache=self.cache_dir, options=options, n_ctx=self.n_ctx)
+
+
+def budget(max_large_tokens: int | None):
+    from steer_cli.budget import Budget
+
+    return Budget(max_large_tokens)
 
 
 def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
