@@ -34,6 +34,8 @@ def test_stdin_dash_and_quiet(tiny_small, tiny_large):
     assert r.exit_code == 0, r.stderr
     assert r.stderr == ""
     assert r.stdout.count("\n") == 1  # just the answer line
+    r = ask("-", "--small", str(tiny_small), "--large", str(tiny_large), "-q", "--json", *FAST, input="Add 3 and 4.\n")
+    assert json.loads(r.stdout)["problem"] == "Add 3 and 4."
 
 
 @pytest.mark.parametrize(

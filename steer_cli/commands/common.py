@@ -41,7 +41,7 @@ def read_problem(problem: str | None) -> str:
         problem = sys.stdin.read()
     if not problem.strip():
         raise UsageError("the problem is empty", "pass the problem text, or pipe it on stdin with `-`")
-    return problem
+    return problem.strip()
 
 
 # Typer options shared by ask / batch / eval, declared once.
