@@ -86,7 +86,6 @@ class Registry(_Strict):
     models: dict[str, ModelEntry]
     tiers: dict[str, list[str]]
     defaults: Defaults
-    files: list[str] = Field(default_factory=list)  # where it was read from
 
     def model(self, name: str) -> ModelEntry:
         if name in self.models:
@@ -173,7 +172,7 @@ def load_registry(config: Path | None = None) -> Registry:
         tiers.update(part.tiers)
         defaults.update(part.defaults)
     try:
-        registry = Registry(models=models, tiers=tiers, defaults=Defaults.model_validate(defaults), files=[str(f) for f in files])
+        registry = Registry(models=models, tiers=tiers, defaults=Defaults.model_validate(defaults))
     except ValidationError as exc:
         raise UsageError(f"{files[-1]}: defaults.{_first_error(exc)}", "see the packaged models.yaml for the schema") from None
     _check_tiers(registry, files[-1])

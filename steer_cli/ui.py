@@ -71,15 +71,13 @@ def render_step(step: Step) -> Text:
     return line
 
 
-def footer(steps: list[Step], elapsed: float | None = None) -> Text:
+def footer(steps: list[Step]) -> Text:
+    """Tokens written so far, per model."""
     per_model: dict[str, int] = {}
     for s in steps:
         per_model[s.model] = per_model.get(s.model, 0) + s.tokens
     parts = [f"{m}: {n} tok" for m, n in per_model.items()] or ["starting"]
-    text = Text("  " + " · ".join(parts), style="dim")
-    if elapsed is not None:
-        text.append(f" · {elapsed:.1f}s", style="dim")
-    return text
+    return Text("  " + " · ".join(parts), style="dim")
 
 
 def summary(result: Result) -> Text:
