@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress import Progress
 from rich.text import Text
 
 from steer_cli.solver import Event, Result, Solved, Step, StepFinished, StepStarted, TextDelta
@@ -125,3 +126,35 @@ def _show_live(events: Iterable[Event], console: Console) -> Iterator[Event]:
                 live.console.print(summary(event.result))
             live.update(Group(current, footer(done)))
             yield event
+
+
+class Counter:
+    """Progress over a known number of items, on stderr: a rich bar on a
+    terminal, a plain line every `every` items elsewhere, nothing when quiet."""
+
+    def __init__(self, name: str, total: int, quiet: bool = False, every: int = 1, transient: bool = False) -> None:
+        self.name, self.total, self.quiet, self.every, self.transient = name, total, quiet, every, transient
+        self.console = stderr_console()
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> Counter:
+        if not self.quiet and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn(self.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+                console=self.console, transient=self.transient,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.name, total=self.total, note="")
+        return self
+
+    def update(self, done: int, note: str = "") -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, note=note)
+        elif not self.quiet and done and done % self.every == 0:
+            self.console.print(f"steer: {self.name} {done}/{self.total} · {note}", highlight=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

@@ -37,7 +37,7 @@ def batch(
 ) -> None:
     """Solve every line of INPUT; one JSON result per line, flushed as it completes."""
     with boundary():
-        from steer_cli import runs
+        from steer_cli import runs, ui
         from steer_cli.solver import Solver
 
         items = list(runs.parse_lines(_read_lines(input)))
@@ -55,8 +55,10 @@ def batch(
             choice = common.route_choice(router, threshold, signal, registry.defaults)
             solver = Solver(engines, common.make_router(choice, seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens))
         try:
-            with _progress(len(items), tally, quiet or out is sys.stdout and not out_path and sys.stdout.isatty()) as advance:
-                advance()
+            # Results on a terminal's stdout: keep the bar from drawing over them.
+            hide = quiet or (out is sys.stdout and sys.stdout.isatty())
+            with ui.Counter("batch", len(items), quiet=hide) as progress:
+                progress.update(tally.done, tally.line())
                 for item in todo:
                     if item.error is not None:
                         if strict:
@@ -67,7 +69,7 @@ def batch(
                         record = runs.result_record(item, runs.solve_one(solver, item.question))
                     runs.append(out, record)
                     tally.add(record)
-                    advance()
+                    progress.update(tally.done, tally.line())
         finally:
             if out is not sys.stdout:
                 runs.fsync_quietly(out)
@@ -86,29 +88,3 @@ def _read_lines(source: str) -> list[str]:
         raise common.UsageError(f"input file not found: {source}", "pass a JSONL file, or - to read stdin")
     return path.read_text(encoding="utf-8").splitlines()
 
-
-class _progress:
-    """A rich progress bar on a terminal, a line per item elsewhere, nothing when quiet."""
-
-    def __init__(self, total: int, tally, quiet: bool) -> None:
-        self.total, self.tally, self.quiet = total, tally, quiet
-        self.bar = None
-
-    def __enter__(self):
-        if self.quiet:
-            return lambda: None
-        from steer_cli.ui import stderr_console
-
-        console = stderr_console()
-        if not console.is_terminal:
-            return lambda: console.print(f"{self.tally.done}/{self.total} · {self.tally.line()}", highlight=False)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=console)
-        self.bar.__enter__()
-        task = self.bar.add_task("batch", total=self.total, stats="")
-        return lambda: self.bar.update(task, completed=self.tally.done, stats=self.tally.line())
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

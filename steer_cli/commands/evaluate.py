@@ -37,7 +37,7 @@ def evaluate(
     """Run each router configuration over the problems; print accuracy (95% CI) and cost."""
     with boundary():
         from steer_cli import evaluate as ev
-        from steer_cli import runs
+        from steer_cli import runs, ui
         from steer_cli.datasets import load_problems
         from steer_cli.engine import STEP_INSTRUCTION
         from steer_cli.registry import steer_home
@@ -61,8 +61,8 @@ def evaluate(
         work_dir = work or steer_home() / "eval"
         items = [runs.Item(id=p.id, line=n, question=p.question, answer=p.answer) for n, p in enumerate(problems, 1)]
         summaries = []
-        progress = _Progress(len(configs) * len(items), quiet)
-        with progress:
+        done_total = 0
+        with ui.Counter("eval", len(configs) * len(items), quiet=quiet, every=10, transient=True) as progress:
             for cfg in configs:
                 choice = common.route_choice(cfg.router, cfg.threshold, chosen_signal, registry.defaults)
                 cfg = ev.Config(cfg.router, choice.threshold if cfg.router not in ("small", "large") else None)
@@ -76,7 +76,8 @@ def evaluate(
                         if item.id not in done:
                             done[item.id] = runs.result_record(item, runs.solve_one(solver, item.question))
                             runs.append(stream, done[item.id])
-                        progress.advance(cfg.label)
+                        done_total += 1
+                        progress.update(done_total, cfg.label)
                 finally:
                     stream.close()
                 summaries.append(ev.summarize(cfg, [done[i.id] for i in items]))
@@ -87,30 +88,3 @@ def evaluate(
                 print("steer: matplotlib is not installed, no frontier.png (pip install 'steer-cli[eval]')", file=sys.stderr)
             print(f"steer: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
 
-
-class _Progress:
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total, self.quiet, self.bar, self.task, self.done = total, quiet, None, None, 0
-
-    def __enter__(self) -> _Progress:
-        from steer_cli.ui import stderr_console
-
-        console = stderr_console()
-        if not self.quiet and console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True)
-            self.bar.__enter__()
-            self.task = self.bar.add_task("eval", total=self.total)
-        return self
-
-    def advance(self, label: str) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done, description=label)
-        elif not self.quiet and self.done % 10 == 0:
-            print(f"steer: eval {self.done}/{self.total} ({label})", file=sys.stderr)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
