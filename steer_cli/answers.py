@@ -20,15 +20,23 @@ _ANY_NUMBER = re.compile(_NUMBER)
 
 def extract_answer(text: str) -> str | None:
     """Return the final answer in `text` as a plain string, or None."""
-    boxed = _BOXED.findall(text)
-    if boxed:
-        return _clean(boxed[-1])
-    for marker in _MARKERS:
-        found = marker.findall(text)
-        if found:
-            return _clean(found[-1])
-    numbers = _ANY_NUMBER.findall(text)
-    return _clean(numbers[-1]) if numbers else None
+    span = answer_span(text)
+    return None if span is None else _clean(text[span[0] : span[1]])
+
+
+def answer_span(text: str) -> tuple[int, int] | None:
+    """Where the final answer sits in `text` (start, end), by the same rules:
+    the last \\boxed{}, else the last explicit marker, else the last number."""
+    for pattern in (_BOXED, *_MARKERS):
+        last = None
+        for last in pattern.finditer(text):
+            pass
+        if last is not None:
+            return last.span(1)
+    last = None
+    for last in _ANY_NUMBER.finditer(text):
+        pass
+    return None if last is None else last.span()
 
 
 def _clean(raw: str) -> str:

@@ -1,13 +1,18 @@
-"""A hard per-query cap on the larger tiers' decoding, composing with any router.
+"""Hard per-query caps on the larger tiers, composing with every router.
 
 `max_large_tokens` caps the tokens decoded by every tier above the smallest.
-It is never exceeded: a step granted to a larger tier is cut at the tokens
-left, and once none are left the smallest tier writes the rest.
 
-(A cap on relative FLOPs is not offered: with prefill counted, a larger tier
-taking a step must first read the whole transcript, so right after it the
-ratio is at least 1 + P_small / P_large. A cap below that could only be
-honoured by never escalating; see the README.)
+`relative` (--budget B) caps the query's FLOPs at B x what the top tier would
+spend answering alone: reading the prompt and writing `reference_tokens`
+(the typical large-only answer length; the actual transcript once longer).
+Prefill is counted, so a larger tier that joins late pays for reading the
+whole transcript first; the cap is checked before every larger-tier step
+with that owed prefill reserved. The smallest tier is the fallback and is
+never capped, so a query whose small-model cost alone exceeds the cap still
+finishes, with the small model only.
+
+Both caps are never exceeded by the larger tiers: a step granted to one is cut
+at the tokens left, and once none are left the smallest tier writes the rest.
 """
 
 from __future__ import annotations
@@ -16,19 +21,24 @@ from dataclasses import dataclass
 
 from steer_cli.errors import UsageError
 
+# Mean tokens the 1.5B wrote per GSM8K dev answer (327) rounded; see README.
+REFERENCE_TOKENS = 320
+
 
 @dataclass(frozen=True)
 class Budget:
     max_large_tokens: int | None = None
+    relative: float | None = None
+    reference_tokens: int = REFERENCE_TOKENS
 
     def __post_init__(self) -> None:
         if self.max_large_tokens is not None and self.max_large_tokens < 0:
             raise UsageError(f"--max-large-tokens {self.max_large_tokens} is negative", "pass 0 or more")
+        if self.relative is not None and not 0.0 < self.relative <= 10.0:
+            raise UsageError(f"--budget {self.relative} is not a relative cost", "pass a fraction of the large model's cost, like 0.5")
+        if self.reference_tokens < 1:
+            raise UsageError("budget reference_tokens must be positive", "set it to a typical answer length, like 320")
 
     @property
     def active(self) -> bool:
-        return self.max_large_tokens is not None
-
-    def left(self, large_tokens: int) -> int | None:
-        """Tokens the larger tiers may still decode, or None for no cap."""
-        return None if self.max_large_tokens is None else max(0, self.max_large_tokens - large_tokens)
+        return self.max_large_tokens is not None or self.relative is not None

@@ -9,6 +9,7 @@ from steer_cli import __version__
 from steer_cli.commands import models
 from steer_cli.commands.ask import ask
 from steer_cli.commands.batch import batch
+from steer_cli.commands.calibrate import calibrate
 from steer_cli.commands.evaluate import evaluate
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command()(ask)
 app.command()(batch)
 app.command("eval")(evaluate)
+app.command()(calibrate)
 app.add_typer(models.app, name="models")
 
 

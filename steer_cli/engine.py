@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from steer_cli.errors import SteerError
-from steer_cli.signals import NextToken, greedy, sample, summarize, top_alternatives
+from steer_cli.signals import NextToken, greedy, log_softmax_at, sample, summarize, top_alternatives
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -92,6 +92,14 @@ class Engine(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def prompt_length(self) -> int: ...
+
+    def mark(self) -> int: ...
+
+    def rewind(self, mark: int) -> None: ...
+
+    def pending(self) -> int: ...
+
+    def score_text(self, text: str) -> list[float]: ...
 
 
 def physical_cores() -> int:
@@ -286,6 +294,63 @@ class LlamaEngine:
     def append_text(self, text: str) -> None:
         self._tokens.extend(self.tokenize_text(text))
 
+    def mark(self) -> int:
+        """A point in the transcript to `rewind` to (a discarded draft)."""
+        return len(self._tokens)
+
+    def rewind(self, mark: int) -> None:
+        """Forget everything after `mark`; the KV cache past it is overwritten
+        on the next evaluation (Llama.eval clears positions >= n_tokens)."""
+        dropped = len(self._tokens) - mark
+        if dropped <= 0:
+            return
+        del self._tokens[mark:]
+        self._own_pending = max(0, self._own_pending - dropped)
+        self._kv_len = min(self._kv_len, mark)
+        if self._logits_at != mark or self._kv_len != mark:
+            self._logits_at = -1
+
+    def pending(self) -> int:
+        """Tokens the next `next_token`/`sample` must process first (prefill
+        owed, cached prompt tokens not yet charged included): what a budget
+        must reserve before granting this model a step."""
+        n = len(self._tokens)
+        if self._logits_at == n and self._kv_len == n:
+            return 0
+        return n - min(self._kv_len, n - 1) + self._unclaimed_reuse
+
+    def score_text(self, text: str) -> list[float]:
+        """Append `text` and return this model's log-prob of each of its
+        tokens, from one prefill pass with logits requested only for the new
+        positions (never logits_all over the whole context)."""
+        new = self.tokenize_text(text)
+        if not new:
+            return []
+        first = log_softmax_at(self._logits_with_sync(), new[0])
+        self._ensure_weights()
+        start = len(self._tokens)
+        if start + len(new) > self.options.n_ctx:
+            raise ContextFull(f"{self.name}: transcript of {start + len(new)} tokens exceeds n_ctx={self.options.n_ctx}", "raise n_ctx in models.yaml or lower --max-steps")
+        self._tokens.extend(new)
+        started = time.perf_counter()
+        logprobs = [first]
+        llm = self._llm
+        for i in range(0, len(new), llm.n_batch):
+            chunk = new[i : i + llm.n_batch]
+            llm._batch.set_batch(batch=chunk, n_past=start + i, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[start + i : start + i + len(chunk)] = chunk
+            llm.n_tokens = start + i + len(chunk)
+            for j, following in enumerate(new[i + 1 : i + len(chunk) + 1]):
+                logprobs.append(log_softmax_at(self._row(j), following))
+        self.stats.wall_s += time.perf_counter() - started
+        self.stats.evaluated_tokens += len(new)
+        self.stats.prefill_tokens += len(new)
+        self.stats.needed_tokens += max(0, start + len(new) - max(start, self._first_new))
+        self._first_new = max(self._first_new, start + len(new))
+        self._kv_len = self._logits_at = len(self._tokens)
+        return logprobs
+
     def _sync(self) -> None:
         """Evaluate pending tokens so the logits row belongs to the last one."""
         n = len(self._tokens)
@@ -311,10 +376,18 @@ class LlamaEngine:
         self._kv_len = self._logits_at = n
 
     def _logits(self) -> np.ndarray:
+        return self._row(-1)
+
+    def _row(self, i: int) -> np.ndarray:
+        """The i-th logits row of the last batch (-1: the last)."""
         import llama_cpp
 
-        ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+        ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def _logits_with_sync(self) -> np.ndarray:
+        self._sync()
+        return self._logits()
 
     def next_token(self) -> NextToken:
         self._sync()

@@ -12,45 +12,107 @@ import csv
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from steer_cli.errors import UsageError
-from steer_cli.routers import ROUTERS
+from steer_cli.routers import ROUTER_SIGNALS, ROUTERS, default_signal
 
 
 @dataclass(frozen=True)
 class Config:
     router: str
     threshold: float | None
+    signal: str | None = None  # None: the router's default from models.yaml
 
     @property
     def label(self) -> str:
-        return self.router if self.threshold is None else f"{self.router}@{self.threshold:g}"
+        name = self.router if self.signal is None else f"{self.router}:{self.signal}"
+        return name if self.threshold is None else f"{name}@{self.threshold:g}"
 
 
 def parse_configs(spec: str) -> list[Config]:
+    """`router[:signal][@threshold]`, comma-separated: small,large,steer@0.4,trim:verify@0.6."""
     configs = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        name, _, value = part.partition("@")
+        head, _, value = part.partition("@")
+        name, _, signal = head.partition(":")
         if name not in ROUTERS:
             raise UsageError(f"unknown router {name!r} in --routers", f"use one of: {', '.join(ROUTERS)}, e.g. small,large,steer@0.6")
         try:
             threshold = float(value) if value else None
         except ValueError:
             raise UsageError(f"bad threshold {value!r} in --routers", "write it like steer@0.6") from None
-        configs.append(Config(name, threshold))
+        configs.append(Config(name, threshold, signal or None))
     if not configs:
         raise UsageError("--routers names no configuration", "e.g. --routers small,large,steer@0.6")
     return configs
+
+
+def signal_for(router: str, signal: str | None) -> str | None:
+    """A --signal given to a whole eval applies to the routers that can read it."""
+    return signal if signal in ROUTER_SIGNALS.get(router, ()) else None
 
 
 def records_path(work: Path, data: str, config: Config, fingerprint: dict) -> Path:
     digest = hashlib.sha256(json.dumps({**fingerprint, "config": config.label}, sort_keys=True).encode()).hexdigest()[:10]
     stem = Path(data).stem if data.endswith(".jsonl") else data
     return work / f"{stem}-{config.label}-{digest}.jsonl"
+
+
+@dataclass
+class Bench:
+    """Runs configurations over labelled problems with loaded engines, one
+    resumable record file per (data, configuration, fingerprint)."""
+
+    engines: list
+    defaults: Any  # registry defaults: thresholds and signals left unnamed
+    limits: Any
+    fingerprint: dict
+    work: Path
+    seed: int = 0
+    budget: Any = None
+
+    def resolve(self, config: Config) -> Config:
+        """The configuration with the defaults it would run with filled in."""
+        if config.router in ("small", "large"):
+            return Config(config.router, None)
+        threshold = config.threshold if config.threshold is not None else self.defaults.thresholds.get(config.router)
+        return Config(config.router, threshold, config.signal)
+
+    def signal(self, config: Config) -> str | None:
+        return config.signal or self.defaults.signals.get(config.router) or default_signal(config.router)
+
+    def path(self, data: str, config: Config) -> Path:
+        keyed = dict(self.fingerprint)
+        # Only the routers that read a signal key on it, so other records stay valid when it changes.
+        if config.router in ROUTER_SIGNALS:
+            keyed["signal"] = self.signal(config)
+        return records_path(self.work, data, Config(config.router, config.threshold, keyed.get("signal")), keyed)
+
+    def records(self, data: str, config: Config, items: list, tick: Callable[[], None] = lambda: None) -> list[dict]:
+        """Each item's record, solving only what the record file lacks; every
+        finished problem is appended at once, so an interruption loses one."""
+        from steer_cli import runs
+        from steer_cli.routers import make_router
+        from steer_cli.solver import Solver
+
+        config = self.resolve(config)
+        solver = Solver(self.engines, make_router(config.router, config.threshold, self.signal(config), self.seed), self.limits, self.budget)
+        stream, done = runs.open_output(self.path(data, config))
+        try:
+            for item in items:
+                if item.id not in done:
+                    done[item.id] = runs.result_record(item, runs.solve_one(solver, item.question))
+                    runs.append(stream, done[item.id])
+                tick()
+        finally:
+            stream.close()
+        return [done[i.id] for i in items]
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -63,6 +125,17 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def ratio_se(numerators: list[float], denominators: list[float]) -> float:
+    """Standard error of sum(x) / sum(y) over n problems (first-order delta
+    method): how far another sample of problems would move the cost."""
+    n, total = len(numerators), sum(denominators)
+    if n < 2 or not total:
+        return 0.0
+    r = sum(numerators) / total
+    residuals = [x - r * y for x, y in zip(numerators, denominators, strict=True)]
+    return math.sqrt(n / (n - 1) * sum(e * e for e in residuals)) / total
+
+
 @dataclass
 class Summary:
     config: str
@@ -72,6 +145,7 @@ class Summary:
     ci_low: float
     ci_high: float
     relative_cost: float  # sum of routed FLOPs / sum of large-only FLOPs
+    cost_se: float  # its standard error over problems (delta method for a ratio of sums)
     # Decode work only: sum(params x decoded) / (top params x all decoded tokens).
     # Shows what routing saves where prefill is nearly free (exact when tiers share a tokenizer).
     decode_cost: float
@@ -79,6 +153,28 @@ class Summary:
     large_step_share: float
     wall_s: float
     wall_s_per_problem: float
+    # Against the small and large runs on the same problems (None without them):
+    # the share of the small-to-large accuracy gap recovered, and the accuracy
+    # over routing whole queries at random between the two at the same cost.
+    gap_recovered: float | None = None
+    vs_random: float | None = None
+
+
+def add_baselines(summaries: list[Summary]) -> None:
+    """Fill gap_recovered and vs_random when `small` and `large` were run.
+    Random query routing that sends a share p to the large model costs
+    (1-p) c_small + p c_large and scores (1-p) a_small + p a_large: the
+    straight line between the two points, the bar a router must clear."""
+    by = {s.config: s for s in summaries}
+    small, large = by.get("small"), by.get("large")
+    if small is None or large is None or large.relative_cost <= small.relative_cost:
+        return
+    gap = large.accuracy - small.accuracy
+    for s in summaries:
+        if gap:
+            s.gap_recovered = (s.accuracy - small.accuracy) / gap
+        p = (s.relative_cost - small.relative_cost) / (large.relative_cost - small.relative_cost)
+        s.vs_random = s.accuracy - (small.accuracy + min(max(p, 0.0), 1.0) * gap)
 
 
 def summarize(config: Config, records: list[dict]) -> Summary:
@@ -102,6 +198,7 @@ def summarize(config: Config, records: list[dict]) -> Summary:
         ci_low=low,
         ci_high=high,
         relative_cost=flops / reference if reference else 0.0,
+        cost_se=ratio_se([r["cost"]["flops"] for r in solved], [r["cost"]["large_only_flops"] for r in solved]),
         decode_cost=decode_work / decode_reference if decode_reference else 0.0,
         large_decoded_per_problem=large_decoded / n if n else 0.0,
         large_step_share=sum(s["tier"] == top for s in steps) / len(steps) if steps else 0.0,
@@ -110,7 +207,11 @@ def summarize(config: Config, records: list[dict]) -> Summary:
     )
 
 
-HEADER = ("config", "n", "accuracy", "95% CI", "rel. FLOPs", "rel. decode FLOPs", "large tok/prob", "large steps", "s/prob")
+HEADER = ("config", "n", "accuracy", "95% CI", "rel. FLOPs", "rel. decode FLOPs", "large tok/prob", "large steps", "s/prob", "gap recovered", "vs random")
+
+
+def _signed(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def table(summaries: list[Summary]) -> str:
@@ -125,6 +226,8 @@ def table(summaries: list[Summary]) -> str:
             f"{s.large_decoded_per_problem:.0f}",
             f"{s.large_step_share:.0%}",
             f"{s.wall_s_per_problem:.1f}",
+            _signed(s.gap_recovered, ".0%"),
+            _signed(s.vs_random, "+.1%"),
         )
         for s in summaries
     ]
@@ -137,7 +240,8 @@ def markdown(summaries: list[Summary]) -> str:
     for s in summaries:
         lines.append(
             f"| {s.config} | {s.n} | {s.accuracy:.1%} | {s.ci_low:.1%}–{s.ci_high:.1%} | {s.relative_cost:.2f} | {s.decode_cost:.2f}"
-            f" | {s.large_decoded_per_problem:.0f} | {s.large_step_share:.0%} | {s.wall_s_per_problem:.1f} |"
+            f" | {s.large_decoded_per_problem:.0f} | {s.large_step_share:.0%} | {s.wall_s_per_problem:.1f}"
+            f" | {_signed(s.gap_recovered, '.0%')} | {_signed(s.vs_random, '+.1%')} |"
         )
     return "\n".join(lines)
 
@@ -178,6 +282,10 @@ def plot_frontier(summaries: list[Summary], path: Path) -> bool:
         ax.errorbar(xs, ys, yerr=err, marker=marker, capsize=3, linestyle="-" if len(group) > 1 else "none", label=name)
         for s in group:
             ax.annotate(s.config, (s.relative_cost, s.accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    by = {s.config: s for s in summaries}
+    if "small" in by and "large" in by:
+        ends = (by["small"], by["large"])
+        ax.plot([e.relative_cost for e in ends], [e.accuracy for e in ends], color="grey", linestyle=":", label="random query routing")
     ax.set_xlabel("relative cost (routed FLOPs / large-only FLOPs)")
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy–cost frontier")

@@ -62,8 +62,9 @@ class ModelEntry(_Strict):
 class Defaults(_Strict):
     tiers: str = "default"
     router: str = "steer"
-    signal: str = "maxprob"
+    signals: dict[str, str] = Field(default_factory=dict)  # router -> the signal it reads
     thresholds: dict[str, float] = Field(default_factory=dict)
+    budget_reference_tokens: int = Field(default=320, ge=1)  # typical large-only answer length, for --budget
 
     @field_validator("thresholds")
     @classmethod
@@ -127,12 +128,7 @@ def user_yaml(config: Path | None = None) -> Path | None:
         if not config.is_file():
             raise UsageError(f"config file not found: {config}", "pass an existing YAML file to --config")
         return config
-    if os.environ.get("STEER_HOME"):
-        candidate = steer_home() / "models.yaml"
-    else:
-        import platformdirs
-
-        candidate = Path(platformdirs.user_config_dir("steer", appauthor=False)) / "models.yaml"
+    candidate = _default_user_yaml()
     return candidate if candidate.is_file() else None
 
 
@@ -170,7 +166,9 @@ def load_registry(config: Path | None = None) -> Registry:
         part = _read(path)
         models.update(part.models)
         tiers.update(part.tiers)
-        defaults.update(part.defaults)
+        for key, value in part.defaults.items():  # per-router maps merge key by key
+            merged = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+            defaults[key] = {**defaults[key], **value} if merged else value
     try:
         registry = Registry(models=models, tiers=tiers, defaults=Defaults.model_validate(defaults))
     except ValidationError as exc:
@@ -188,3 +186,31 @@ def _check_tiers(registry: Registry, path: Path) -> None:
                 raise UsageError(f"{path}: tiers.{name}: unknown model {member!r}", _suggest(member, registry.models, "define it under models:"))
     if registry.defaults.tiers not in registry.tiers:
         raise UsageError(f"{path}: defaults.tiers: unknown tier set {registry.defaults.tiers!r}", "name one of the sets under tiers:")
+
+
+def save_user_defaults(updates: dict[str, dict[str, Any]], config: Path | None = None) -> Path:
+    """Merge per-router maps (e.g. {"thresholds": {"steer": 0.41}}) into the
+    user's file under `defaults:`, writing a temp file and renaming it over
+    the old one so an interruption never leaves half a config."""
+    path = config or user_yaml() or _default_user_yaml()
+    raw: dict[str, Any] = {}
+    if path.is_file():
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise UsageError(f"{path}: top level must be a mapping", "fix or move that file, then calibrate again")
+    defaults = raw.setdefault("defaults", {})
+    for key, values in updates.items():
+        defaults[key] = {**(defaults.get(key) or {}), **values}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _default_user_yaml() -> Path:
+    if os.environ.get("STEER_HOME"):
+        return steer_home() / "models.yaml"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("steer", appauthor=False)) / "models.yaml"

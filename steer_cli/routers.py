@@ -7,6 +7,8 @@ threshold means "not confident enough here, go one tier up".
 
 from __future__ import annotations
 
+import math
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -90,23 +92,107 @@ class RandomRouter:
         return Decision(tier=point.n_tiers - 1 if score < self.threshold else 0, score=score)
 
 
-ROUTERS = ("small", "large", "steer", "random")
-DEFAULT_THRESHOLDS = {"steer": 0.5, "random": 0.5}
+@dataclass
+class Draft:
+    """A step a tier has just written, up for review."""
+
+    problem: str
+    previous: list[str]  # the texts of the steps before it
+    text: str
+    token_logprobs: list[float]  # the writer's own
+    tier: int
+    n_tiers: int  # tiers the budget still allows
+    score_by: Callable[[int, str], list[float]]  # tier -> its log-probs of the text (prefill only)
 
 
-def make_router(
-    name: str, threshold: float | None = None, signal: str = "maxprob", seed: int = 0
-) -> Router:
-    """Build a router by name; `threshold` None takes the router's default."""
+@dataclass
+class TrimRouter:
+    """TRIM (arXiv 2601.10245): the smallest tier drafts every step; a scorer
+    judges the draft; below the threshold it is discarded and the next tier up
+    rewrites the step (itself judged in turn, up to the top tier)."""
+
+    threshold: float
+    signal: str = "self"
+    prm_url: str | None = None
+    name: str = "trim"
+
+    def decide(self, point: DecisionPoint) -> Decision:
+        return Decision(tier=0)
+
+    def review(self, draft: Draft) -> Decision:
+        if draft.tier >= draft.n_tiers - 1 or not draft.text.strip():
+            return Decision(tier=draft.tier)
+        score = self.score(draft)
+        return Decision(tier=draft.tier if score >= self.threshold else draft.tier + 1, score=score)
+
+    def score(self, draft: Draft) -> float:
+        kind, _, stat = self.signal.partition("-")
+        if kind == "prm":
+            from steer_cli.prm import score_step
+
+            return score_step(self.prm_url, draft.problem, draft.previous, draft.text)
+        logprobs = draft.score_by(draft.tier + 1, draft.text) if kind == "verify" else draft.token_logprobs
+        if not logprobs:
+            return 1.0
+        value = min(logprobs) if stat == "min" else sum(logprobs) / len(logprobs)
+        return math.exp(value)
+
+
+@dataclass
+class CascadeRouter:
+    """Confidence cascade (arXiv 2602.22090), query level: a tier's whole
+    answer is kept when its answer confidence P(T) reaches the threshold,
+    else the next tier solves the problem afresh."""
+
+    threshold: float
+    name: str = "cascade"
+    level: str = "query"
+
+    def decide(self, point: DecisionPoint) -> Decision:
+        return Decision(tier=0)
+
+    def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision:
+        score = 0.0 if confidence is None else confidence
+        if tier >= n_tiers - 1 or score >= self.threshold:
+            return Decision(tier=tier, score=score)
+        return Decision(tier=tier + 1, score=score)
+
+
+ROUTERS = ("small", "large", "steer", "random", "trim", "cascade")
+THRESHOLDED = ("steer", "random", "trim", "cascade")
+DEFAULT_THRESHOLDS = {"steer": 0.5, "random": 0.5, "trim": 0.5, "cascade": 0.5}
+# What each router's --signal may name; the first is its default.
+ROUTER_SIGNALS: dict[str, tuple[str, ...]] = {
+    "steer": tuple(SIGNALS),
+    "trim": ("self", "self-min", "verify", "verify-min", "prm"),
+    "cascade": ("answer",),
+}
+
+
+def default_signal(router: str) -> str | None:
+    return ROUTER_SIGNALS[router][0] if router in ROUTER_SIGNALS else None
+
+
+def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:
+    """Build a router by name; `threshold`/`signal` None take the router's defaults."""
     if name not in ROUTERS:
         raise UsageError(f"unknown router {name!r}", f"use one of: {', '.join(ROUTERS)}")
-    if signal not in SIGNALS:
-        raise UsageError(f"unknown confidence signal {signal!r}", f"use one of: {', '.join(SIGNALS)}")
+    allowed = ROUTER_SIGNALS.get(name)
+    signal = signal or default_signal(name)
+    if allowed and signal not in allowed:
+        raise UsageError(f"router {name} has no signal {signal!r}", f"use one of: {', '.join(allowed)}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"threshold {threshold} is outside [0, 1]", "pass a value like 0.5")
     t = DEFAULT_THRESHOLDS.get(name, 0.0) if threshold is None else threshold
     if name in ("small", "large"):
         return FixedRouter(name=name, top=name == "large")
     if name == "steer":
-        return SteerRouter(threshold=t, signal=signal)
+        return SteerRouter(threshold=t, signal=signal or "maxprob")
+    if name == "trim":
+        prm_url = os.environ.get("STEER_PRM_URL")
+        if signal == "prm" and not prm_url:
+            raise UsageError("--signal prm needs a process reward model endpoint", "set STEER_PRM_URL=http://host:port/score")
+        return TrimRouter(threshold=t, signal=signal or "self", prm_url=prm_url)
+    if name == "cascade":
+        return CascadeRouter(threshold=t)
     return RandomRouter(threshold=t, seed=seed)

@@ -72,6 +72,12 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> 
     return token, float(shifted[token]) - log_z
 
 
+def log_softmax_at(logits: np.ndarray, token: int) -> float:
+    """log softmax(logits)[token], without materialising the whole row."""
+    m = float(logits.max())
+    return float(logits[token]) - m - math.log(float(np.exp(logits - m).sum(dtype=np.float64)))
+
+
 def top_alternatives(logits: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The k most likely (token, logprob) pairs, most likely first."""
     info = summarize(logits, k)

@@ -1,22 +1,27 @@
 """The step loop: route, write one step, hand it to every tier, repeat.
 
 `Solver.solve` is a generator of events so the terminal view, JSON output and
-batch runs all consume the same stream; nothing here prints.
+batch runs all consume the same stream; nothing here prints. Three kinds of
+router drive it (see routers.py): pre-step routers pick the writer of each
+step (steer, random); reviewing routers also judge each draft and may have it
+rewritten a tier up (trim); query-level routers let one tier solve the whole
+problem and escalate on the answer's confidence (cascade).
 """
 
 from __future__ import annotations
 
 import codecs
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Union
 from collections.abc import Iterator
 
-from steer_cli.answers import extract_answer
+from steer_cli.answers import answer_span, extract_answer
 from steer_cli.budget import Budget
 from steer_cli.cost import Cost, ModelCost
-from steer_cli.engine import ContextFull, Engine
-from steer_cli.routers import DecisionPoint, Router
+from steer_cli.engine import ContextFull, Engine, EngineStats
+from steer_cli.routers import DecisionPoint, Draft, Router
 from steer_cli.signals import SIGNALS
 
 
@@ -34,13 +39,18 @@ class Step:
     tier: int
     model: str
     text: str
-    score: float | None  # the router's confidence at the step start
+    score: float | None  # the router's confidence for this step (before it, or of its draft)
     tokens: int
     mean_logprob: float
     finish: str  # delimiter | eos | step_tokens | max_tokens | context
+    min_logprob: float = 0.0
     # Tier 0's confidence signals at the step start, when its distribution was
     # computed anyway (the router asked, or tier 0 wrote the step).
     signals: dict[str, float] | None = None
+    # Per-token log-probs and the character offset each token ends at; kept
+    # in memory for P(T), left out of records.
+    token_logprobs: list[float] = field(default_factory=list, repr=False)
+    token_ends: list[int] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -51,14 +61,21 @@ class Result:
     finish: str
     router: str
     cost: Cost = field(default_factory=Cost)
-    budget_bound: bool = False  # --max-large-tokens cut a step or kept the larger tiers out
+    budget_bound: bool = False  # a budget cut a step or kept the larger tiers out
+    answer_confidence: float | None = None  # P(T): probability of the answer's tokens
+    drafts: list[Step] = field(default_factory=list)  # written, then discarded (cost counted)
+    # Query-level routers: each tier's whole answer and its P(T), in order.
+    attempts: list[dict] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return "".join(s.text for s in self.steps)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        for step in record["steps"] + record["drafts"]:
+            del step["token_logprobs"], step["token_ends"]
+        return record
 
 
 @dataclass
@@ -81,11 +98,33 @@ class StepFinished:
 
 
 @dataclass
+class Discarded:
+    """Steps thrown away (a rejected TRIM draft, a cascade tier's whole answer)."""
+
+    steps: list[Step]
+    score: float | None
+    to_tier: int
+
+
+@dataclass
 class Solved:
     result: Result
 
 
-Event = Union[StepStarted, TextDelta, StepFinished, Solved]
+Event = Union[StepStarted, TextDelta, StepFinished, Discarded, Solved]
+
+
+@dataclass
+class _Attempt:
+    """One pass of the step loop: a whole routed solution, or one cascade tier's."""
+
+    steps: list[Step] = field(default_factory=list)
+    finish: str = "max_steps"
+    top_tokens: int = 0  # the transcript so far in the top tier's tokens
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.steps)
 
 
 class Solver:
@@ -98,59 +137,105 @@ class Solver:
         self.budget = budget or Budget()
 
     def solve(self, problem: str) -> Iterator[Event]:
-        before = [t.stats.snapshot() for t in self.tiers]
+        self._before = [t.stats.snapshot() for t in self.tiers]
+        self._problem = problem
+        self._generated = 0
+        self._bound = False
+        self._drafts: list[Step] = []
+        self._attempts: list[dict] = []
+        self._attempt = _Attempt()
         started = time.perf_counter()
         for tier in self.tiers:
             tier.start(problem)
-        steps: list[Step] = []
-        finish = "max_steps"
-        generated = 0
-        bound = False
-        for index in range(self.limits.max_steps):
-            large_left = self.budget.left(self._large_decoded(before))
-            # With the larger tiers' allowance spent, the router sees (and probes) only the smallest.
-            visible = 1 if large_left == 0 else len(self.tiers)
-            bound = bound or visible < len(self.tiers)
-            point = DecisionPoint(index, visible, lambda t: self.tiers[t].next_token())
-            try:
-                decision = self.router.decide(point)
-                engine = self.tiers[decision.tier]
-                signals = _signals(point, free=decision.tier == 0)
-                yield StepStarted(index, decision.tier, engine.name, decision.score)
-                step_limit = self.limits.max_step_tokens
-                if decision.tier > 0 and large_left is not None and large_left < step_limit:
-                    step_limit = large_left
-                step = yield from self._write_step(engine, index, decision.tier, decision.score, step_limit, self.limits.max_tokens - generated)
-            except ContextFull:
-                finish = "context"
-                break
-            bound = bound or (step_limit < self.limits.max_step_tokens and step.tokens == step_limit)
-            step.signals = signals
-            if step.tokens == 0:  # end of generation right at a step start
-                finish = step.finish
-                break
-            steps.append(step)
-            generated += step.tokens
-            yield StepFinished(step)
-            for t, other in enumerate(self.tiers):
-                if t != decision.tier:
-                    other.append_text(step.text)
-            if step.finish in ("eos", "max_tokens", "context"):
-                finish = step.finish
-                break
-        result = Result(problem, None, steps, finish, self.router.name, self._cost(steps, before, time.perf_counter() - started))
-        result.answer = extract_answer(result.text)
-        result.budget_bound = bound
+        if getattr(self.router, "level", "step") == "query":
+            attempt = yield from self._cascade()
+        else:
+            attempt = _Attempt()
+            yield from self._run_steps(attempt, list(range(len(self.tiers))))
+        result = Result(problem, extract_answer(attempt.text), attempt.steps, attempt.finish, self.router.name)
+        result.cost = self._cost(attempt.steps, time.perf_counter() - started)
+        result.budget_bound = self._bound
+        result.answer_confidence = answer_confidence(attempt.steps)
+        result.drafts = self._drafts
+        result.attempts = self._attempts
         yield Solved(result)
 
-    def _write_step(self, engine: Engine, index: int, tier: int, score: float | None, step_limit: int, left: int) -> Iterator[Event]:
-        """One step, ended by the delimiter, end of generation, `step_limit`
-        (finish "step_tokens") or the problem's remaining `left` ("max_tokens")."""
+    # -- the step loop ------------------------------------------------------
+    def _run_steps(self, attempt: _Attempt, members: list[int]) -> Iterator[Event]:
+        """Write steps with the tiers in `members` until the answer ends."""
+        self._attempt = attempt
+        for index in range(self.limits.max_steps):
+            visible = self._visible(members, need=1)
+            self._bound = self._bound or visible < len(members)
+            point = DecisionPoint(index, visible, lambda t: self.tiers[members[t]].next_token())
+            try:
+                decision = self.router.decide(point) if len(members) > 1 else None
+                tier = members[decision.tier] if decision else members[0]
+                signals = _signals(point, free=tier == 0) if decision else None
+                step = yield from self._write_reviewed(attempt, members, index, tier, decision.score if decision else None)
+            except ContextFull:
+                attempt.finish = "context"
+                break
+            step.signals = signals
+            if step.tokens == 0:  # end of generation right at a step start
+                attempt.finish = step.finish
+                break
+            attempt.steps.append(step)
+            attempt.top_tokens += step.tokens if step.tier == len(self.tiers) - 1 else self.tiers[-1].count_tokens(step.text)
+            yield StepFinished(step)
+            if step.finish in ("eos", "max_tokens", "context"):
+                attempt.finish = step.finish
+                break
+
+    def _write_reviewed(self, attempt: _Attempt, members: list[int], index: int, tier: int, score: float | None) -> Iterator[Event]:
+        """Write a step with `tier`; a reviewing router may discard the draft
+        and have the next tier up write it instead."""
+        review = getattr(self.router, "review", None)
+        marks = [t.mark() for t in self.tiers]
+        while True:
+            yield StepStarted(index, tier, self.tiers[tier].name, score)
+            step = yield from self._write_step(attempt, tier, index, score)
+            read_by: set[int] = set()
+            if review is None or step.tokens == 0:
+                break
+
+            def score_by(t: int, text: str = step.text) -> list[float]:
+                read_by.add(members[t])
+                return self.tiers[members[t]].score_text(text)
+
+            position = members.index(tier)
+            visible = self._visible(members, need=step.tokens)
+            verdict = review(Draft(self._problem, [s.text for s in attempt.steps], step.text, step.token_logprobs, position, visible, score_by))
+            if verdict.score is not None:  # the top tier's own step keeps the score that sent it there
+                step.score = verdict.score
+            if verdict.tier == position:
+                break
+            for engine, mark in zip(self.tiers, marks, strict=True):
+                engine.rewind(mark)
+            self._drafts.append(step)
+            tier, score = members[verdict.tier], verdict.score
+            yield Discarded([step], verdict.score, tier)
+        if step.tokens:
+            for t in members:
+                if t != tier and t not in read_by:
+                    self.tiers[t].append_text(step.text)
+        return step
+
+    def _write_step(self, attempt: _Attempt, tier: int, index: int, score: float | None) -> Iterator[Event]:
+        """One step, ended by the delimiter, end of generation, the step token
+        limit or a budget (finish "step_tokens"), or the problem's token limit
+        ("max_tokens")."""
+        engine = self.tiers[tier]
+        step_limit = self.limits.max_step_tokens
+        room = self._room(tier)
+        if room is not None and room < step_limit:
+            step_limit = room
+        left = self.limits.max_tokens - self._generated
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         delimiter = self.limits.delimiter
-        text, n, logprob_sum, finish = "", 0, 0.0, "step_tokens"
-        while n < step_limit:
-            if n >= left:
+        text, logprobs, ends, finish = "", [], [], "step_tokens"
+        while len(logprobs) < step_limit:
+            if len(logprobs) >= left:
                 finish = "max_tokens"
                 break
             try:
@@ -161,11 +246,11 @@ class Solver:
             if token.eog:
                 finish = "eos"
                 break
-            n += 1
-            logprob_sum += token.logprob
+            logprobs.append(token.logprob)
             delta = decoder.decode(token.piece)
+            text += delta
+            ends.append(len(text))
             if delta:
-                text += delta
                 yield TextDelta(index, delta)
                 if _ends_step(text, len(delta), delimiter):
                     finish = "delimiter"
@@ -174,11 +259,81 @@ class Solver:
         if tail:
             text += tail
             yield TextDelta(index, tail)
-        mean = logprob_sum / n if n else 0.0
-        return Step(index, tier, engine.name, text, score, n, round(mean, 5), finish)
+        n = len(logprobs)
+        self._generated += n
+        self._bound = self._bound or (finish == "step_tokens" and step_limit < self.limits.max_step_tokens)
+        mean = sum(logprobs) / n if n else 0.0
+        return Step(index, tier, engine.name, text, score, n, round(mean, 5), finish, round(min(logprobs, default=0.0), 5), token_logprobs=logprobs, token_ends=ends)
 
-    def _cost(self, steps: list[Step], before: list, wall_s: float) -> Cost:
-        models = [ModelCost.of(t.name, t.params, t.stats.since(b)) for t, b in zip(self.tiers, before, strict=True)]
+    # -- query level --------------------------------------------------------
+    def _cascade(self) -> Iterator[Event]:
+        """Each tier in turn solves the whole problem alone; the router keeps
+        an answer whose confidence P(T) is high enough, else the next tier
+        re-solves. A larger tier the budget cannot afford is not tried."""
+        kept: _Attempt | None = None
+        for tier in range(len(self.tiers)):
+            room = self._room(tier) if tier > 0 else None
+            if room is not None and room < 1:
+                self._bound = True
+                break
+            attempt = _Attempt()
+            yield from self._run_steps(attempt, [tier])
+            if kept is not None:
+                if extract_answer(attempt.text) is None and extract_answer(kept.text) is not None:
+                    self._drafts.extend(attempt.steps)  # a budget-cut attempt with no answer
+                    break
+                self._drafts.extend(kept.steps)
+            kept = attempt
+            confidence = answer_confidence(attempt.steps)
+            self._attempts.append({"tier": tier, "model": self.tiers[tier].name, "answer": extract_answer(attempt.text), "confidence": confidence})
+            decision = self.router.keep(confidence, tier, len(self.tiers))
+            if decision.tier == tier or tier == len(self.tiers) - 1:
+                break
+            yield Discarded(attempt.steps, confidence, tier + 1)
+        assert kept is not None
+        return kept
+
+    # -- budget ---------------------------------------------------------------
+    def _room(self, tier: int) -> int | None:
+        """Tokens `tier` may still decode within the budget (None: no cap).
+        The smallest tier is the fallback and never capped."""
+        if tier == 0 or not self.budget.active:
+            return None
+        rooms = []
+        if self.budget.max_large_tokens is not None:
+            rooms.append(self.budget.max_large_tokens - self._large_decoded())
+        if self.budget.relative is not None:
+            top = self.tiers[-1]
+            written = self._attempt.top_tokens
+            cap = self.budget.relative * 2.0 * top.params * (top.prompt_length() + max(self.budget.reference_tokens, written))
+            engine = self.tiers[tier]
+            rooms.append(math.floor((cap - self._spent()) / (2.0 * engine.params)) - engine.pending())
+        return max(0, min(rooms))
+
+    def _visible(self, members: list[int], need: int) -> int:
+        """How many of `members` (small to large) the budget still lets act
+        on `need` more tokens; the first is always visible."""
+        count = 1
+        for t in members[1:]:
+            room = self._room(t)
+            if room is not None and room < need:
+                break
+            count += 1
+        return count
+
+    def _since(self) -> list[EngineStats]:
+        return [t.stats.since(b) for t, b in zip(self.tiers, self._before, strict=True)]
+
+    def _spent(self) -> float:
+        return sum(2.0 * t.params * (s.evaluated_tokens + s.reused_tokens) for t, s in zip(self.tiers, self._since(), strict=True))
+
+    def _large_decoded(self) -> int:
+        """Tokens decoded in this problem by every tier above the smallest."""
+        return sum(s.decoded_tokens for s in self._since()[1:])
+
+    # -- cost -----------------------------------------------------------------
+    def _cost(self, steps: list[Step], wall_s: float) -> Cost:
+        models = [ModelCost.of(t.name, t.params, s) for t, s in zip(self.tiers, self._since(), strict=True)]
         return Cost.of(models, self._large_only_tokens(steps), self.tiers[-1].params, wall_s)
 
     def _large_only_tokens(self, steps: list[Step]) -> int:
@@ -186,9 +341,25 @@ class Solver:
         top, top_index = self.tiers[-1], len(self.tiers) - 1
         return top.prompt_length() + sum(s.tokens if s.tier == top_index else top.count_tokens(s.text) for s in steps)
 
-    def _large_decoded(self, before: list) -> int:
-        """Tokens decoded in this problem by every tier above the smallest."""
-        return sum(t.stats.decoded_tokens - b.decoded_tokens for t, b in zip(self.tiers[1:], before[1:], strict=True))
+
+def answer_confidence(steps: list[Step]) -> float | None:
+    """P(T): the joint probability of the tokens that spell the final answer
+    (the cascade paper's answer confidence), None when there is no answer."""
+    text = "".join(s.text for s in steps)
+    span = answer_span(text)
+    if span is None:
+        return None
+    start, end = span
+    logprob, offset = 0.0, 0
+    for step in steps:
+        previous = offset
+        for lp, step_end in zip(step.token_logprobs, step.token_ends, strict=True):
+            token_end = offset + step_end
+            if token_end > start and previous < end:
+                logprob += lp
+            previous = token_end
+        offset += len(step.text)
+    return round(math.exp(logprob), 6)
 
 
 def _signals(point: DecisionPoint, free: bool) -> dict[str, float] | None:

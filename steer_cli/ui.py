@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.progress import Progress
 from rich.text import Text
 
-from steer_cli.solver import Event, Result, Solved, Step, StepFinished, StepStarted, TextDelta
+from steer_cli.solver import Discarded, Event, Result, Solved, Step, StepFinished, StepStarted, TextDelta
 
 # Step confidence = geometric-mean probability of the step's tokens.
 GREEN, YELLOW = 0.85, 0.6
@@ -49,8 +49,9 @@ def legend(router: str, threshold: float | None, signal: str | None) -> Text:
     text.append(f"≥{GREEN}", style="green").append(" / ", style="dim")
     text.append(f"≥{YELLOW}", style="yellow").append(" / ", style="dim")
     text.append(f"<{YELLOW}", style="red")
-    if router in ("steer",) and threshold is not None:
-        text.append(f"   router {router}: {signal} < {threshold:g} → larger model", style="dim")
+    if router in ("steer", "trim", "cascade") and threshold is not None:
+        what = {"steer": "before each step", "trim": "of each draft", "cascade": "of the answer (P(T))"}[router]
+        text.append(f"   router {router}: {signal} {what} < {threshold:g} → larger model", style="dim")
     else:
         text.append(f"   router {router}", style="dim")
     return text
@@ -72,6 +73,15 @@ def render_step(step: Step) -> Text:
     return line
 
 
+def render_discarded(event: Discarded) -> Text:
+    """A rejected draft (TRIM) or a whole answer (cascade), struck through."""
+    line = Text("  ✗ ", style="bold red")
+    score = "-" if event.score is None else f"{event.score:.2f}"
+    line.append(f"{event.steps[0].model} discarded ({score}), tier {event.to_tier + 1} rewrites: ", style="dim")
+    line.append(printable(" ".join(s.text.strip() for s in event.steps))[:200], style="dim strike")
+    return line
+
+
 def footer(steps: list[Step]) -> Text:
     """Tokens written so far, per model."""
     per_model: dict[str, int] = {}
@@ -85,8 +95,10 @@ def summary(result: Result) -> Text:
     c = result.cost
     text = Text(f"answer: {result.answer}", style="bold")
     large_steps = sum(1 for s in result.steps if s.tier == len(c.models) - 1)
+    dropped = f", {len(result.drafts)} discarded" if result.drafts else ""
+    bound = " · budget bound" if result.budget_bound else ""
     text.append(
-        f"   steps {len(result.steps)} ({large_steps} on the top tier) · relative cost {c.relative_cost:.2f}"
+        f"   steps {len(result.steps)} ({large_steps} on the top tier{dropped}){bound} · relative cost {c.relative_cost:.2f}"
         f" ({c.flops / 1e12:.2f} of {c.large_only_flops / 1e12:.2f} TFLOP) · {c.wall_s:.1f}s",
         style="dim",
     )
@@ -103,6 +115,8 @@ def _show_plain(events: Iterable[Event], console: Console) -> Iterator[Event]:
     for event in events:
         if isinstance(event, StepFinished):
             console.print(render_step(event.step))
+        elif isinstance(event, Discarded):
+            console.print(render_discarded(event))
         elif isinstance(event, Solved):
             console.print(summary(event.result))
         yield event
@@ -120,6 +134,9 @@ def _show_live(events: Iterable[Event], console: Console) -> Iterator[Event]:
             elif isinstance(event, StepFinished):
                 done.append(event.step)
                 live.console.print(render_step(event.step))
+                current = Text()
+            elif isinstance(event, Discarded):
+                live.console.print(render_discarded(event))
                 current = Text()
             elif isinstance(event, Solved):
                 live.update(Text())

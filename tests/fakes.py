@@ -2,7 +2,10 @@
 
 Tokens are characters. `enqueue` queues the text of steps this tier will
 write; an empty queue means end-of-generation. `confidences` are the
-max-probabilities its next-token distribution reports, one per decision.
+max-probabilities its next-token distribution reports, one per decision;
+`token_probs` the probability of each token it writes, one per step
+(default 0.5), and `verify_probs` the probability it gives each token of a
+text it is asked to score, one per call.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from steer_cli.signals import NextToken
 
 
 class ScriptedEngine:
-    def __init__(self, name: str, params: int = 1000, confidences: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        params: int = 1000,
+        confidences: list[float] | None = None,
+        token_probs: list[float] | None = None,
+        verify_probs: list[float] | None = None,
+    ) -> None:
         self.name = name
         self._params = params
         self.stats = EngineStats()
@@ -24,6 +34,10 @@ class ScriptedEngine:
         self.appended: list[str] = []
         self._current = ""
         self.asked = 0
+        self.token_probs = list(token_probs or [])
+        self.verify_probs = list(verify_probs or [])
+        self.scored: list[str] = []
+        self._step_prob = 0.5
 
     @property
     def params(self) -> int:
@@ -68,8 +82,28 @@ class ScriptedEngine:
             if not self.queue:
                 return Token(id=0, piece=b"", logprob=0.0, eog=True)
             self._current = self.queue.pop(0)
+            self._step_prob = self.token_probs.pop(0) if self.token_probs else 0.5
         ch, self._current = self._current[0], self._current[1:]
         self.transcript += ch
         self.stats.decoded_tokens += 1
         self.stats.evaluated_tokens += 1
-        return Token(id=ord(ch), piece=ch.encode(), logprob=math.log(0.5))
+        return Token(id=ord(ch), piece=ch.encode(), logprob=math.log(self._step_prob))
+
+    def mark(self) -> int:
+        return len(self.transcript)
+
+    def rewind(self, mark: int) -> None:
+        dropped = len(self.transcript) - mark
+        self.transcript = self.transcript[:mark]
+        self._pending = max(0, self._pending - dropped)
+
+    def pending(self) -> int:
+        return self._pending
+
+    def score_text(self, text: str) -> list[float]:
+        """Prefill-only scoring: reads the text like a hand-off, decodes nothing."""
+        self.scored.append(text)
+        self.append_text(text)
+        self._evaluate()
+        p = self.verify_probs.pop(0) if self.verify_probs else 0.5
+        return [math.log(p)] * len(text)

@@ -93,3 +93,46 @@ def test_max_large_tokens_caps_the_large_model_and_is_reported(tiny_small, tiny_
     out = json.loads(r.stdout)
     assert out["cost"]["models"][1]["decoded_tokens"] == 3 and out["budget_bound"] is True
     assert [s["tier"] for s in out["steps"]] == [1, 0, 0]
+
+
+@pytest.fixture
+def three_tiers(tmp_path, monkeypatch, tiny_small, tiny_large, smollm2_path):
+    """A user models.yaml with a 3-tier set of small real GGUFs on disk."""
+    home = tmp_path / "steer-home"
+    home.mkdir(exist_ok=True)
+    entries = {"t0": tiny_small, "t1": tiny_large, "t2": smollm2_path}
+    models = "".join(f"  {n}:\n    file: {p.name}\n    n_ctx: 1024\n    sources: {{path: '{p}'}}\n" for n, p in entries.items())
+    (home / "models.yaml").write_text(f"models:\n{models}tiers:\n  three: [t0, t1, t2]\n")
+    return ["--tiers", "three", "--threads", "1"]
+
+
+def test_cascade_escalates_a_whole_answer_through_three_real_tiers(three_tiers):
+    # Threshold 1: no answer is ever sure enough, so every tier solves it and the top one is kept.
+    r = ask("What is 2 + 2?", *three_tiers, "--router", "cascade", "-t", "1", "--json", "--max-steps", "2", "--max-step-tokens", "6", "--delimiter", "")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert {s["model"] for s in out["steps"]} == {"t2"}
+    assert [d["model"] for d in out["drafts"]] == ["t0", "t0", "t1", "t1"]
+    assert all(m["decoded_tokens"] == 12 for m in out["cost"]["models"])  # discarded answers are paid for
+    assert "discarded" in r.stderr
+
+
+def test_trim_verify_rewrites_rejected_drafts_a_tier_up(three_tiers):
+    r = ask("What is 2 + 2?", *three_tiers, "--router", "trim", "--signal", "verify", "-t", "1", "--json", "--max-steps", "2", "--max-step-tokens", "5", "--delimiter", "")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [s["model"] for s in out["steps"]] == ["t2", "t2"]
+    assert [d["model"] for d in out["drafts"]] == ["t0", "t1", "t0", "t1"]
+    models = out["cost"]["models"]
+    assert models[0]["decoded_tokens"] == 10 and models[1]["decoded_tokens"] == 10
+    assert models[2]["decoded_tokens"] == 10 and models[2]["evaluated_tokens"] > models[2]["decoded_tokens"]  # scored t1's drafts
+    assert all(0 < s["score"] < 1 for s in out["steps"])
+
+
+def test_budget_flag_binds_and_is_reported(tiny_small, smollm2_path):
+    r = ask("2+2?", "--small", str(tiny_small), "--large", str(smollm2_path), "--router", "large", "--budget", "0.05", "--json", "-q", *FAST)
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["budget_bound"] is True and {s["model"] for s in out["steps"]} == {"tiny-small"}
+    bad = ask("2+2?", "--small", str(tiny_small), "--large", str(smollm2_path), "--budget", "-1", *FAST)
+    assert bad.exit_code == 2 and "--budget -1.0 is not a relative cost" in bad.stderr

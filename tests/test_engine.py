@@ -119,3 +119,58 @@ def test_a_tier_never_used_in_a_problem_costs_nothing(tiny_small, tiny_large):
     small_cost = result.cost.models[0]
     assert (small_cost.evaluated_tokens, small_cost.reused_tokens, small_cost.flops) == (0, 0, 0.0)
     assert result.cost.relative_cost == pytest.approx(1.0, abs=0.01)
+
+
+def test_score_text_matches_the_logprobs_the_model_sampled(smollm2_path):
+    """A prefill-only scoring pass over text gives the same per-token log-probs
+    the model reported while writing it, and leaves the cache in step."""
+    writer = LlamaEngine("w", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    writer.start("Count to three.")
+    sampled = [writer.sample() for _ in range(12)]
+    text = b"".join(t.piece for t in sampled).decode("utf-8")
+    scorer = LlamaEngine("s", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    scorer.start("Count to three.")
+    assert scorer.tokenize_text(text) == [t.id for t in sampled]
+    scored = scorer.score_text(text)
+    # Against llama-cpp-python's own logits_all pass over the same tokens.
+    from llama_cpp import Llama
+
+    reference = Llama(str(smollm2_path), n_ctx=512, n_threads=1, logits_all=True, verbose=False)
+    tokens = scorer.tokens
+    reference.eval(tokens)
+    rows = np.asarray(reference.scores[: len(tokens)], dtype=np.float64)
+    rows = rows - rows.max(1, keepdims=True)
+    rows = rows - np.log(np.exp(rows).sum(1, keepdims=True))
+    start = len(tokens) - len(sampled)
+    assert scored == pytest.approx([rows[start - 1 + i, t.id] for i, t in enumerate(sampled)], abs=2e-2)
+    # Batched prefill and one-token decoding differ only by kernel rounding.
+    assert scored == pytest.approx([t.logprob for t in sampled], abs=0.2)
+    assert scorer.stats.decoded_tokens == 0 and scorer.pending() == 0
+    assert scorer.stats.evaluated_tokens == scorer.stats.needed_tokens
+    assert list(scorer._llm._input_ids) == scorer.tokens[: scorer._llm.n_tokens]
+    # Writing continues from the scored text with nothing evaluated twice.
+    before = scorer.stats.evaluated_tokens
+    assert scorer.sample().id == writer.sample().id
+    assert scorer.stats.evaluated_tokens == before
+
+
+def test_rewind_discards_a_draft_and_the_next_draft_is_evaluated_cleanly(tiny_small):
+    engine = LlamaEngine("e", tiny_small, LoadOptions(n_ctx=512, n_threads=1))
+    engine.start("Name a colour.")
+    mark = engine.mark()
+    first = [engine.sample().id for _ in range(6)]
+    engine.rewind(mark)
+    assert engine.tokens == engine.render_prompt("Name a colour.")
+    again = [engine.sample().id for _ in range(6)]
+    assert again == first  # greedy from the same state: the discarded draft left no trace
+    fresh = LlamaEngine("f", tiny_small, LoadOptions(n_ctx=512, n_threads=1))
+    fresh.start("Name a colour.")
+    fresh.append_text("blue, green")
+    mixed = LlamaEngine("m", tiny_small, LoadOptions(n_ctx=512, n_threads=1))
+    mixed.start("Name a colour.")
+    m = mixed.mark()
+    mixed.append_text("red and yellow and")
+    mixed.next_token()
+    mixed.rewind(m)
+    mixed.append_text("blue, green")
+    assert mixed.next_token().top_ids == fresh.next_token().top_ids

@@ -29,15 +29,15 @@ def test_user_file_overrides_entry_by_entry(tmp_path):
     assert reg.model("qwen2.5-coder-0.5b-instruct").sources.path == "/models/mine.gguf"
     assert reg.model("qwen2.5-coder-1.5b-instruct").sources.pypi is not None  # untouched
     assert reg.defaults.router == "small"
-    assert reg.defaults.signal == load_registry().defaults.signal  # untouched fields keep the packaged value
+    assert reg.defaults.signals == load_registry().defaults.signals  # untouched fields keep the packaged value
 
 
 def test_steer_home_file_is_picked_up(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
-    (home / "models.yaml").write_text("defaults:\n  signal: margin\n")
+    (home / "models.yaml").write_text("defaults:\n  signals: {steer: margin}\n")
     monkeypatch.setenv("STEER_HOME", str(home))
-    assert load_registry().defaults.signal == "margin"
+    assert load_registry().defaults.signals["steer"] == "margin"
 
 
 @pytest.mark.parametrize(

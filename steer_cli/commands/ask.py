@@ -22,6 +22,7 @@ def ask(
     tiers: common.Tiers = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (steps, answer, cost) to stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")] = False,
+    budget: common.BudgetCap = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -44,7 +45,7 @@ def ask(
         registry, engines = engine_args.load()
         choice = common.route_choice(router, threshold, signal, registry.defaults)
         route = common.make_router(choice, seed)
-        events = Solver(engines, route, common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens)).solve(text)
+        events = Solver(engines, route, common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults)).solve(text)
         if not quiet:
             console = ui.stderr_console()
             console.print(ui.legend(choice.router, getattr(route, "threshold", None), choice.signal))

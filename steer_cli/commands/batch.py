@@ -23,6 +23,7 @@ def batch(
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
+    budget: common.BudgetCap = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -53,7 +54,7 @@ def batch(
             engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
             registry, engines = engine_args.load()
             choice = common.route_choice(router, threshold, signal, registry.defaults)
-            solver = Solver(engines, common.make_router(choice, seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens))
+            solver = Solver(engines, common.make_router(choice, seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults))
         try:
             # Results on a terminal's stdout: keep the bar from drawing over them.
             hide = quiet or (out is sys.stdout and sys.stdout.isatty())

@@ -48,9 +48,9 @@ def read_problem(problem: str | None) -> str:
 Small = Annotated[Optional[str], typer.Option("--small", help="Smallest tier: a models.yaml name or a .gguf path.")]
 Large = Annotated[Optional[str], typer.Option("--large", help="Largest tier: a models.yaml name or a .gguf path.")]
 Tiers = Annotated[Optional[str], typer.Option("--tiers", help="A tier set from models.yaml (small -> large).")]
-Router = Annotated[Optional[str], typer.Option("--router", "-r", help="small, large, steer or random (default from models.yaml).")]
+Router = Annotated[Optional[str], typer.Option("--router", "-r", help="small, large, steer, trim, cascade or random (default from models.yaml).")]
 Threshold = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Route up when confidence is below this (0-1).")]
-Signal = Annotated[Optional[str], typer.Option("--signal", help="Confidence signal for steer: maxprob, margin or entropy.")]
+Signal = Annotated[Optional[str], typer.Option("--signal", help="What the router reads. steer: maxprob, margin, entropy; trim: self, self-min, verify, verify-min, prm; cascade: answer.")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="A models.yaml overriding the packaged one.", envvar="STEER_CONFIG")]
 CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="Where models are stored (default: STEER_HOME/models and the HF cache).")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: physical cores).")]
@@ -61,6 +61,7 @@ MaxStepTokens = Annotated[int, typer.Option("--max-step-tokens", help="Tokens pe
 Delimiter = Annotated[str, typer.Option("--delimiter", help="Text that ends a step (escapes like \\n allowed).")]
 Temperature = Annotated[float, typer.Option("--temperature", help="0 = greedy (reproducible).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the random router.")]
+BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap each query's FLOPs at this fraction of a large-only answer; the larger tiers stop when it is spent.")]
 MaxLargeTokens = Annotated[Optional[int], typer.Option("--max-large-tokens", help="Hard cap per problem on tokens decoded by the larger tiers; then the smallest writes the rest.")]
 
 
@@ -90,10 +91,10 @@ class EngineArgs:
         return registry, build_tiers(self.small, self.large, self.tiers, registry=registry, cache=self.cache_dir, options=options, n_ctx=self.n_ctx)
 
 
-def budget(max_large_tokens: int | None):
+def budget(max_large_tokens: int | None, relative: float | None, defaults):
     from steer_cli.budget import Budget
 
-    return Budget(max_large_tokens)
+    return Budget(max_large_tokens, relative, defaults.budget_reference_tokens)
 
 
 def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
@@ -106,14 +107,14 @@ def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
 class RouteChoice:
     router: str
     threshold: float | None
-    signal: str
+    signal: str | None
 
 
 def route_choice(router: str | None, threshold: float | None, signal: str | None, defaults) -> RouteChoice:
     """Fill what the user left out from models.yaml's defaults."""
     name = router or defaults.router
     t = threshold if threshold is not None else defaults.thresholds.get(name)
-    return RouteChoice(name, t, signal or defaults.signal)
+    return RouteChoice(name, t, signal or defaults.signals.get(name))
 
 
 def make_router(choice: RouteChoice, seed: int = 0):
@@ -124,3 +125,35 @@ def make_router(choice: RouteChoice, seed: int = 0):
 
 def unescape(delimiter: str) -> str:
     return delimiter.encode("utf-8").decode("unicode_escape")
+
+
+def labelled_items(data: str, limit: int | None) -> list:
+    """Problems with gold answers, as run items."""
+    from steer_cli.datasets import load_problems
+    from steer_cli.runs import Item
+
+    problems = [p for p in load_problems(data, limit) if p.answer is not None]
+    if not problems:
+        raise UsageError(f"{data}: no problems with a gold 'answer'", "eval needs gold answers; use `steer batch` for unlabelled problems")
+    return [Item(id=p.id, line=n, question=p.question, answer=p.answer) for n, p in enumerate(problems, 1)]
+
+
+def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None):
+    """Loaded engines plus the fingerprint that keys their records: every
+    setting that changes an answer (models, limits, sampling, prompt, budget)."""
+    from steer_cli.engine import STEP_INSTRUCTION
+    from steer_cli.evaluate import Bench
+    from steer_cli.registry import steer_home
+
+    registry, engines = engine_args.load()
+    caps = budget(max_large_tokens, relative, registry.defaults)
+    fingerprint = {
+        "models": [(e.name, e.path.stat().st_size) for e in engines],
+        "limits": vars(limits),
+        "temperature": engine_args.temperature,
+        "seed": engine_args.seed,
+        "prompt": STEP_INSTRUCTION,
+    }
+    if caps.active:
+        fingerprint["budget"] = vars(caps)
+    return Bench(engines, registry.defaults, limits, fingerprint, work or steer_home() / "eval", engine_args.seed, caps)

@@ -1,0 +1,137 @@
+"""Find the threshold that spends a target relative cost.
+
+RouteLLM's start: a router escalates when its score is below the threshold,
+so the threshold that sends a fraction f of decisions up is the f-quantile of
+the scores the small model produces (read from a small-only run's traces).
+The cost a fraction buys is unknown (a late escalation makes the large model
+read the whole transcript, and routing changes the trajectory), so the start
+is then corrected with real routed runs: a bracketing search on f, each probe
+a full pass over the calibration set, until the measured relative cost is
+within tolerance of the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from steer_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Probe:
+    threshold: float
+    cost: float  # sum of routed FLOPs / sum of large-only FLOPs
+    accuracy: float
+    n: int
+    cost_se: float = 0.0
+
+
+@dataclass
+class Outcome:
+    best: Probe
+    probes: list[Probe]
+    converged: bool
+
+
+def scores_of(router: str, signal: str | None, records: list[dict]) -> list[float]:
+    """The scores `router` would compare with its threshold, as traced by a
+    small-only run: one per step (steer, trim self) or per answer (cascade).
+    Empty when the score needs a model the small-only run never used."""
+    if router == "steer":
+        return [s["signals"][signal] for r in records if "steps" in r for s in r["steps"] if s.get("signals")]
+    if router == "trim" and signal in ("self", "self-min"):
+        key = "mean_logprob" if signal == "self" else "min_logprob"
+        return [math.exp(s[key]) for r in records if "steps" in r for s in r["steps"]]
+    if router == "cascade":
+        return [r.get("answer_confidence") or 0.0 for r in records if "steps" in r]
+    return []
+
+
+def decisions_per_query(router: str, records: list[dict]) -> float:
+    """Routing decisions per query in a small-only run: its steps, or one."""
+    solved = [r for r in records if "steps" in r]
+    if router == "cascade" or not solved:
+        return 1.0
+    return sum(len(r["steps"]) for r in solved) / len(solved)
+
+
+def quantile(scores: list[float], f: float) -> float:
+    """The threshold below which a fraction f of `scores` lies (identity when
+    there are no scores: the random router's p is its own fraction)."""
+    if not scores:
+        return f
+    ordered = sorted(scores)
+    position = f * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def search(
+    measure: Callable[[float], Probe],
+    target: float,
+    floor: float,
+    to_threshold: Callable[[float], float],
+    tolerance: float = 0.03,
+    rounds: int = 6,
+    decisions: float = 1.0,
+) -> Outcome:
+    """Bracket the escalation fraction f whose threshold meets `target`.
+    `floor` is the cost at f = 0 (the small model alone); `decisions` the
+    routing decisions per query (steps, or 1 for a query-level router)."""
+    if target < floor - tolerance:
+        raise UsageError(
+            f"target cost {target:g} is below what the small model alone costs here ({floor:.2f})",
+            f"pick a target of {math.ceil(floor * 100) / 100:.2f} or more, or use --router small",
+        )
+    low, high = (0.0, floor), None  # (fraction, cost) on each side of the target
+    f = initial_fraction(target, floor, decisions)
+    probes: list[Probe] = []
+    for _ in range(rounds):
+        probe = measure(round(to_threshold(f), 4))
+        probes.append(probe)
+        if abs(probe.cost - target) <= tolerance:
+            return Outcome(probe, probes, True)
+        width = (high[0] if high else 1.0) - low[0]
+        if probe.cost < target:
+            low = (f, probe.cost)
+        else:
+            high = (f, probe.cost)
+        # Interpolate while it shrinks the bracket fast; a curved cost (it
+        # rises steeply with the first escalations) would stall it, so bisect then.
+        shrank = (high[0] if high else 1.0) - low[0] <= width / 2
+        f = _next_fraction(low, high, target, interpolate=shrank)
+        if f is None:
+            break
+    best = min(probes, key=lambda p: abs(p.cost - target))
+    return Outcome(best, probes, False)
+
+
+def initial_fraction(target: float, floor: float, decisions: float = 1.0) -> float:
+    """A first guess from a simple model: a query escalated at any of its
+    `decisions` pays about the large model's whole cost (it must read the
+    transcript), so a fraction f costs floor + (1 - floor)(1 - (1 - f)^decisions)."""
+    share = min(max((target - floor) / max(1.0 - floor, 1e-9), 0.0), 1.0)
+    f = 1.0 - (1.0 - share) ** (1.0 / max(decisions, 1.0))
+    return min(max(f, 0.02), 0.98)
+
+
+def _next_fraction(low: tuple[float, float], high: tuple[float, float] | None, target: float, interpolate: bool = True) -> float | None:
+    if high is None:
+        if low[0] >= 0.999:
+            return None  # even escalating everything stays under the target
+        return min(1.0, low[0] + max((1.0 - low[0]) / 2, 0.02))
+    (f0, c0), (f1, c1) = low, high
+    if f1 - f0 < 0.005:
+        return None
+    if not interpolate or c1 <= c0:
+        f = (f0 + f1) / 2
+    elif f0 > 0:  # the first escalations cost most: interpolate in log f
+        f = f0 * (f1 / f0) ** ((target - c0) / (c1 - c0))
+    else:
+        f = f1 * (target - c0) / (c1 - c0)
+    # Keep away from the ends so a flat stretch cannot stall the bracket.
+    margin = (f1 - f0) / 8
+    return min(max(f, f0 + margin), f1 - margin)

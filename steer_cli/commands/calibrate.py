@@ -1,0 +1,123 @@
+"""`steer calibrate`: find and save the threshold that spends a target cost."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from steer_cli.commands import common
+from steer_cli.commands.common import boundary
+
+
+def calibrate(
+    target_cost: Annotated[float, typer.Option("--target-cost", help="Relative cost to spend: routed FLOPs / large-only FLOPs, in (0, 1].")],
+    router: common.Router = None,
+    signal: common.Signal = None,
+    data: Annotated[str, typer.Option("--data", help="Calibration problems: train (shipped GSM8K slice) or a JSONL with gold answers.")] = "train",
+    limit: Annotated[int, typer.Option("--limit", help="Calibration problems to use.")] = 40,
+    heldout: Annotated[str, typer.Option("--heldout", help="Held-out problems to check the threshold on (dev, train or a JSONL; 'none' skips).")] = "dev",
+    heldout_limit: Annotated[int, typer.Option("--heldout-limit", help="Held-out problems to use.")] = 50,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Stop when the calibration cost is this close to the target.")] = 0.03,
+    max_rounds: Annotated[int, typer.Option("--max-rounds", help="Routed passes over the calibration set at most.")] = 6,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the threshold without saving it.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    work: Annotated[Optional[Path], typer.Option("--work", help="Per-configuration records (reused on rerun); default STEER_HOME/eval.")] = None,
+    small: common.Small = None,
+    large: common.Large = None,
+    tiers: common.Tiers = None,
+    max_steps: common.MaxSteps = 24,
+    max_step_tokens: common.MaxStepTokens = 256,
+    delimiter: common.Delimiter = "\\n\\n",
+    temperature: common.Temperature = 0.0,
+    seed: common.Seed = 0,
+    n_ctx: common.NCtx = None,
+    threads: common.Threads = None,
+    gpu_layers: common.GpuLayers = 0,
+    config: common.Config = None,
+    cache_dir: common.CacheDir = None,
+) -> None:
+    """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it."""
+    with boundary():
+        from steer_cli import calibrate as cal
+        from steer_cli import evaluate as ev
+        from steer_cli import ui
+        from steer_cli.registry import save_user_defaults
+        from steer_cli.routers import THRESHOLDED
+
+        if not 0.0 < target_cost <= 1.0:
+            raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1]", "pass a fraction of the large model's cost, like 0.5")
+        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
+        items = common.labelled_items(data, limit)
+        held = _heldout_items(heldout, heldout_limit, data, limit)
+        bench = common.bench(engine_args, common.step_limits(max_steps, max_step_tokens, delimiter), work)
+        name = router or bench.defaults.router
+        if name not in THRESHOLDED:
+            raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
+        chosen = ev.signal_for(name, signal) or bench.signal(ev.Config(name, None))
+        log = ui.stderr_console()
+
+        def run(cfg: ev.Config, source: str, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
+            with ui.Counter(f"{what} {cfg.label}", len(problems), quiet=quiet, every=10, transient=True) as bar:
+                ticks = iter(range(1, len(problems) + 1))
+                records = bench.records(source, cfg, problems, lambda: bar.update(next(ticks)))
+            s = ev.summarize(cfg, records)
+            if not quiet:
+                log.print(f"steer: {what} {cfg.label}: relative cost {s.relative_cost:.3f} ± {s.cost_se:.3f} · accuracy {s.accuracy:.1%} (n={s.n})", highlight=False)
+            return cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.relative_cost, s.accuracy, s.n, s.cost_se), records
+
+        floor, small_records = run(ev.Config("small", None), data, items, "calibration")
+        scores = cal.scores_of(name, chosen, small_records)
+        outcome = cal.search(
+            lambda t: run(ev.Config(name, t, chosen), data, items, "calibration")[0],
+            target_cost, floor.cost, lambda f: cal.quantile(scores, f), tolerance, max_rounds,
+            cal.decisions_per_query(name, small_records),
+        )
+        check = run(ev.Config(name, outcome.best.threshold, chosen), heldout, held, "held-out")[0] if held else None
+        saved = None
+        if not dry_run:
+            saved = save_user_defaults({"thresholds": {name: outcome.best.threshold}, "signals": {name: chosen}} if chosen else {"thresholds": {name: outcome.best.threshold}}, config)
+        _report(name, chosen, target_cost, outcome, check, saved, as_json)
+
+
+def _heldout_items(heldout: str, heldout_limit: int, data: str, limit: int) -> list:
+    """Held-out problems, disjoint from the calibration ones: from the same
+    file they are the ones after the calibration slice."""
+    if heldout == "none":
+        return []
+    if heldout == data:
+        return common.labelled_items(data, limit + heldout_limit)[limit:]
+    return common.labelled_items(heldout, heldout_limit)
+
+
+def _report(name: str, signal: str | None, target: float, outcome, check, saved: Path | None, as_json: bool) -> None:
+    best = outcome.best
+    if as_json:
+        payload = {
+            "router": name,
+            "signal": signal,
+            "target_cost": target,
+            "threshold": best.threshold,
+            "converged": outcome.converged,
+            "calibration": {"cost": round(best.cost, 4), "cost_se": round(best.cost_se, 4), "accuracy": best.accuracy, "n": best.n},
+            "heldout": None if check is None else {"cost": round(check.cost, 4), "cost_se": round(check.cost_se, 4), "accuracy": check.accuracy, "n": check.n},
+            "probes": [{"threshold": p.threshold, "cost": round(p.cost, 4), "accuracy": p.accuracy} for p in outcome.probes],
+            "saved_to": str(saved) if saved else None,
+        }
+        print(json.dumps(payload))
+        return
+    label = name if signal is None else f"{name} ({signal})"
+    print(f"{label} threshold {best.threshold:g} for target cost {target:g}")
+    print(f"  calibration: relative cost {best.cost:.3f} ± {best.cost_se:.3f} (s.e.) · accuracy {best.accuracy:.1%} (n={best.n})")
+    if check is not None:
+        print(f"  held-out:    relative cost {check.cost:.3f} ± {check.cost_se:.3f} (s.e.) · accuracy {check.accuracy:.1%} (n={check.n})")
+    if not outcome.converged:
+        print(f"steer: no threshold within tolerance after {len(outcome.probes)} rounds; kept the closest", file=sys.stderr)
+    if saved:
+        print(f"steer: saved defaults.thresholds.{name} = {best.threshold:g} to {saved}", file=sys.stderr)
+    else:
+        print("steer: dry run, nothing saved", file=sys.stderr)

@@ -1,0 +1,118 @@
+"""Calibration reaches its target cost: on scripted engines with a known
+confidence distribution, and through the real CLI on small real models."""
+
+import json
+import random
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fakes import ScriptedEngine
+from steer_cli import calibrate as cal
+from steer_cli.cli import app
+from steer_cli.errors import UsageError
+from steer_cli.evaluate import Bench, Config, summarize
+from steer_cli.registry import Defaults, load_registry
+from steer_cli.runs import Item
+from steer_cli.solver import StepLimits
+
+
+class Uniform(ScriptedEngine):
+    """Writes six 10-token steps per problem; its step-start confidence is
+    uniform on [0, 1] (seeded), so a threshold t escalates a fraction t."""
+
+    def __init__(self, name, params, seed):
+        super().__init__(name, params)
+        self.seed = seed
+
+    def start(self, problem):
+        super().start(problem)
+        rng = random.Random(f"{self.seed}-{problem}")  # the same draws for a problem in every run
+        self.queue = [f"s{i} = {i:04d}\n\n" for i in range(6)]
+        self.confidences = [rng.random() for _ in range(12)]
+
+
+def bench(tmp_path, seed=0):
+    engines = [Uniform("small", 100, seed), Uniform("large", 400, seed + 1)]
+    return Bench(engines, Defaults(), StepLimits(), {"fake": seed}, tmp_path, seed)
+
+
+def items(prefix, n):
+    return [Item(id=f"{prefix}{i}", line=i, question=f"problem {prefix}{i}", answer="5") for i in range(n)]
+
+
+def probe(b, problems, data):
+    def measure(t):
+        config = Config("steer", t, "maxprob")
+        s = summarize(config, b.records(data, config, problems))
+        return cal.Probe(t, s.relative_cost, s.accuracy, s.n)
+
+    return measure
+
+
+@pytest.mark.parametrize("target", [0.5, 0.6, 0.7, 0.8, 0.9])
+def test_calibration_meets_the_target_and_holds_out(tmp_path, target):
+    b = bench(tmp_path)
+    train, held = items("t", 200), items("h", 200)
+    small = summarize(Config("small", None), b.records("train", Config("small", None), train))
+    scores = cal.scores_of("steer", "maxprob", b.records("train", Config("small", None), train))
+    assert len(scores) == 200 * 6
+    records = b.records("train", Config("small", None), train)
+    assert cal.decisions_per_query("steer", records) == 6
+    outcome = cal.search(probe(b, train, "train"), target, small.relative_cost, lambda f: cal.quantile(scores, f), tolerance=0.03, rounds=8, decisions=6)
+    assert outcome.converged and abs(outcome.best.cost - target) <= 0.03
+    check = probe(b, held, "held")(outcome.best.threshold)
+    assert abs(check.cost - target) <= 0.05
+
+
+def test_a_target_below_the_small_models_own_cost_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="below what the small model alone costs"):
+        cal.search(lambda t: pytest.fail("no run should start"), 0.2, 0.35, lambda f: f)
+
+
+def test_quantile_maps_a_fraction_to_the_score_below_it():
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert cal.quantile(scores, 0.0) == 0.1 and cal.quantile(scores, 1.0) == 0.5
+    assert cal.quantile(scores, 0.5) == pytest.approx(0.3)
+    assert cal.quantile([], 0.3) == 0.3  # no traces: the fraction itself (random's p)
+
+
+def test_scores_come_from_the_small_models_traces():
+    records = [{"steps": [{"signals": {"entropy": 0.4}, "mean_logprob": -0.1, "min_logprob": -2.0}], "answer_confidence": 0.7}]
+    assert cal.scores_of("steer", "entropy", records) == [0.4]
+    assert cal.scores_of("trim", "self-min", records) == pytest.approx([0.1353], abs=1e-4)
+    assert cal.scores_of("cascade", "answer", records) == [0.7]
+    assert cal.scores_of("trim", "verify", records) == []
+
+
+runner = CliRunner()
+
+
+def test_calibrate_cli_saves_a_threshold_later_commands_use(tmp_path, tiny_small, smollm2_path):
+    data = tmp_path / "gold.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 6)))
+    args = ["calibrate", "--target-cost", "0.7", "--small", str(tiny_small), "--large", str(smollm2_path), "--data", str(data), "--limit", "3",
+            "--heldout", str(data), "--heldout-limit", "2", "--max-rounds", "2", "--tolerance", "0.3", "--json", "-q",
+            "--work", str(tmp_path / "work"), "--max-steps", "3", "--max-step-tokens", "8", "--threads", "1", "--n-ctx", "1024"]
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.stderr
+    assert json.loads(dry.stdout)["saved_to"] is None
+    assert load_registry().defaults.thresholds["steer"] == 0.36  # the packaged value, untouched
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["router"] == "steer" and out["heldout"]["n"] == 2 and out["calibration"]["n"] == 3
+    assert abs(out["calibration"]["cost"] - 0.7) == min(abs(p["cost"] - 0.7) for p in out["probes"])
+    saved = yaml.safe_load(open(out["saved_to"]))
+    assert saved["defaults"]["thresholds"]["steer"] == out["threshold"]
+    registry = load_registry()
+    assert registry.defaults.thresholds["steer"] == out["threshold"]
+    assert registry.defaults.thresholds["random"] == 0.3  # the other routers keep the packaged values
+
+
+def test_calibrate_refuses_routers_without_a_threshold():
+    r = runner.invoke(app, ["calibrate", "--target-cost", "0.5", "--router", "large", "--limit", "1", "--heldout", "none"])
+    assert r.exit_code == 2 and "no threshold to calibrate" in r.stderr
+    r = runner.invoke(app, ["calibrate", "--target-cost", "1.5"])
+    assert r.exit_code == 2 and "outside (0, 1]" in r.stderr
