@@ -6,6 +6,8 @@
 2. Waste: evaluated / needed tokens per model on a routed STEER run
    (target <= 1.02: every token evaluated once).
 3. Memory: peak RSS of the routed run against the model files' sizes.
+4. TRIM's verify scorer: the large model scoring a drafted step in one
+   prefill pass against decoding a step of the same length.
 
     python benchmarks/engine.py [--tokens 128] [--problems 3]
 
@@ -62,6 +64,29 @@ def llama_is_eog(llm, tok: int) -> bool:
     return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok))
 
 
+def _verify(path: str, n: int, threads: int) -> dict:
+    """Decode n tokens with one engine, then time a second engine scoring that text."""
+    from steer_cli.engine import LlamaEngine, LoadOptions
+
+    writer = LlamaEngine("large", path, LoadOptions(n_threads=threads))
+    writer.start(PROMPT)
+    writer.next_token()
+    started, pieces = time.perf_counter(), []
+    while len(pieces) < n:
+        token = writer.sample()
+        if token.eog:
+            break
+        pieces.append(token.piece)
+    decode_s = time.perf_counter() - started
+    text = b"".join(pieces).decode("utf-8", "replace")
+    scorer = LlamaEngine("large", path, LoadOptions(n_threads=threads))
+    scorer.start(PROMPT)
+    scorer.next_token()
+    started = time.perf_counter()
+    scored = scorer.score_text(text)
+    return {"tokens": len(pieces), "scored": len(scored), "decode_s": decode_s, "score_s": time.perf_counter() - started}
+
+
 def _routed(problems: int, threshold: float) -> dict:
     from steer_cli.datasets import load_problems
     from steer_cli.routers import make_router
@@ -99,7 +124,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.phase:
         kind, *rest = args.phase
-        fn = {"steer": _decode_steer, "plain": _decode_plain}.get(kind)
+        fn = {"steer": _decode_steer, "plain": _decode_plain, "verify": _verify}.get(kind)
         result = fn(rest[0], int(rest[1]), int(rest[2])) if fn else _routed(int(rest[0]), float(rest[1]))
         print(json.dumps(result))
         return
@@ -119,6 +144,11 @@ def main() -> None:
     print(f"  plain llama-cpp-python generate: {best['plain']:6.1f} tok/s   (runs: {', '.join(f'{x:.1f}' for x in rates['plain'])})")
     print(f"  steer engine:                    {best['steer']:6.1f} tok/s   (runs: {', '.join(f'{x:.1f}' for x in rates['steer'])})")
     print(f"  ratio steer/plain: {best['steer'] / best['plain']:.3f}   (target >= 0.95)")
+
+    large_path = str(build_tiers()[-1].path)
+    v = _phase(["verify", large_path, "64", str(threads)])
+    print(f"TRIM verify, large model: decoding a {v['tokens']}-token step {v['decode_s'] * 1000:.0f} ms,"
+          f" scoring it by prefill {v['score_s'] * 1000:.0f} ms (ratio {v['score_s'] / v['decode_s']:.3f})")
 
     routed = _routed_report(args.problems, args.threshold)
     print(routed)

@@ -1,0 +1,41 @@
+"""The comparison arithmetic: the random line, gap recovered, cost error bars."""
+
+import random
+
+import pytest
+
+from steer_cli.evaluate import Summary, add_baselines, ratio_se
+
+
+def summary(config, accuracy, cost):
+    return Summary(config, 100, int(accuracy * 100), accuracy, 0, 1, cost, 0.0, cost, 0, 0, 0, 0)
+
+
+def test_random_line_and_gap_recovered():
+    rows = [summary("small", 0.30, 0.35), summary("large", 0.60, 1.00), summary("cascade@0.9", 0.50, 0.675), summary("steer@0.3", 0.33, 0.99)]
+    add_baselines(rows)
+    by = {s.config: s for s in rows}
+    assert by["small"].vs_random == 0 and by["large"].vs_random == pytest.approx(0)
+    # Half way in cost between small and large, random query routing scores 45%.
+    assert by["cascade@0.9"].vs_random == pytest.approx(0.05) and by["cascade@0.9"].gap_recovered == pytest.approx(2 / 3)
+    assert by["steer@0.3"].vs_random == pytest.approx(0.33 - (0.30 + 0.64 / 0.65 * 0.30))
+
+
+def test_no_baseline_without_small_and_large():
+    rows = [summary("steer@0.3", 0.33, 0.99)]
+    add_baselines(rows)
+    assert rows[0].vs_random is None and rows[0].gap_recovered is None
+
+
+def test_ratio_se_matches_the_spread_over_resampled_problems():
+    rng = random.Random(1)
+    costs = [(rng.uniform(0.3, 1.3) * y, y) for y in (rng.uniform(100, 600) for _ in range(60))]
+    xs, ys = [c[0] for c in costs], [c[1] for c in costs]
+    boot = []
+    for _ in range(3000):
+        pick = [rng.randrange(60) for _ in range(60)]
+        boot.append(sum(xs[i] for i in pick) / sum(ys[i] for i in pick))
+    mean = sum(boot) / len(boot)
+    spread = (sum((b - mean) ** 2 for b in boot) / len(boot)) ** 0.5
+    assert ratio_se(xs, ys) == pytest.approx(spread, rel=0.1)
+    assert ratio_se([1.0], [2.0]) == 0.0
