@@ -46,18 +46,18 @@ def calibrate(
         from steer_cli import calibrate as cal
         from steer_cli import evaluate as ev
         from steer_cli import ui
-        from steer_cli.registry import save_user_defaults
+        from steer_cli.registry import load_registry, save_user_defaults
         from steer_cli.routers import THRESHOLDED
 
         if not 0.0 < target_cost <= 1.0:
             raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1]", "pass a fraction of the large model's cost, like 0.5")
+        name = router or load_registry(config).defaults.router
+        if name not in THRESHOLDED:
+            raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
         items = common.labelled_items(data, limit)
         held = _heldout_items(heldout, heldout_limit, data, limit)
         bench = common.bench(engine_args, common.step_limits(max_steps, max_step_tokens, delimiter), work)
-        name = router or bench.defaults.router
-        if name not in THRESHOLDED:
-            raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
         chosen = ev.signal_for(name, signal) or bench.signal(ev.Config(name, None))
         log = ui.stderr_console()
 
