@@ -83,7 +83,7 @@ def search(
     routing decisions per query (steps, or 1 for a query-level router)."""
     if target < floor - tolerance:
         raise UsageError(
-            f"target cost {target:g} is below what the small model alone costs here ({floor:.2f})",
+            f"target cost {target:g} is below what the small model alone costs here ({floor:.3f})",
             f"pick a target of {math.ceil(floor * 100) / 100:.2f} or more, or use --router small",
         )
     low, high = (0.0, floor), None  # (fraction, cost) on each side of the target
