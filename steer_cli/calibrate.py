@@ -102,7 +102,7 @@ def search(
         # Interpolate while it shrinks the bracket fast; a curved cost (it
         # rises steeply with the first escalations) would stall it, so bisect then.
         shrank = (high[0] if high else 1.0) - low[0] <= width / 2
-        f = _next_fraction(low, high, target, interpolate=shrank)
+        f = _next_fraction(low, high, target, floor, interpolate=shrank)
         if f is None:
             break
     best = min(probes, key=lambda p: abs(p.cost - target))
@@ -111,18 +111,27 @@ def search(
 
 def initial_fraction(target: float, floor: float, decisions: float = 1.0) -> float:
     """A first guess from a simple model: a query escalated at any of its
-    `decisions` pays about the large model's whole cost (it must read the
-    transcript), so a fraction f costs floor + (1 - floor)(1 - (1 - f)^decisions)."""
-    share = min(max((target - floor) / max(1.0 - floor, 1e-9), 0.0), 1.0)
+    `decisions` pays about the large model's whole cost on top of the small
+    model's (the large model must read the transcript, the small one still
+    reads every step), so a fraction f costs floor + 1 - (1 - f)^decisions."""
+    share = min(max(target - floor, 0.0), 1.0)
     f = 1.0 - (1.0 - share) ** (1.0 / max(decisions, 1.0))
     return min(max(f, 0.02), 0.98)
 
 
-def _next_fraction(low: tuple[float, float], high: tuple[float, float] | None, target: float, interpolate: bool = True) -> float | None:
+def _extrapolate(low: tuple[float, float], floor: float, target: float) -> float:
+    """Below the target with no probe above it yet: scale f by how far the
+    cost still has to rise, a little generously, never less than +10%."""
+    f, cost = low
+    rise = (target - floor) / (cost - floor) if cost > floor else 4.0
+    return f * max(1.1, 1.2 * rise)
+
+
+def _next_fraction(low: tuple[float, float], high: tuple[float, float] | None, target: float, floor: float, interpolate: bool = True) -> float | None:
     if high is None:
         if low[0] >= 0.999:
             return None  # even escalating everything stays under the target
-        return min(1.0, low[0] + max((1.0 - low[0]) / 2, 0.02))
+        return min(1.0, low[0] * 4, _extrapolate(low, floor, target))
     (f0, c0), (f1, c1) = low, high
     if f1 - f0 < 0.005:
         return None
