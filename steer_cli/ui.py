@@ -49,9 +49,13 @@ def legend(router: str, threshold: float | None, signal: str | None) -> Text:
     text.append(f"≥{GREEN}", style="green").append(" / ", style="dim")
     text.append(f"≥{YELLOW}", style="yellow").append(" / ", style="dim")
     text.append(f"<{YELLOW}", style="red")
-    if router in ("steer", "trim", "cascade") and threshold is not None:
-        what = {"steer": "before each step", "trim": "of each draft", "cascade": "of the answer (P(T))"}[router]
-        text.append(f"   router {router}: {signal} {what} < {threshold:g} → larger model", style="dim")
+    rules = {
+        "steer": f"{signal} before a step < {threshold} → a larger model writes it",
+        "trim": f"{signal} score of a draft < {threshold} → discarded, a larger model rewrites it",
+        "cascade": f"P(T) of an answer < {threshold} → the next tier solves the problem",
+    }
+    if router in rules and threshold is not None:
+        text.append(f"   router {router}: {rules[router]}", style="dim")
     else:
         text.append(f"   router {router}", style="dim")
     return text
@@ -77,7 +81,7 @@ def render_discarded(event: Discarded) -> Text:
     """A rejected draft (TRIM) or a whole answer (cascade), struck through."""
     line = Text("  ✗ ", style="bold red")
     score = "-" if event.score is None else f"{event.score:.2f}"
-    line.append(f"{event.steps[0].model} discarded ({score}), tier {event.to_tier + 1} rewrites: ", style="dim")
+    line.append(f"{event.steps[0].model} discarded (score {score}), tier {event.to_tier + 1} takes over: ", style="dim")
     line.append(printable(" ".join(s.text.strip() for s in event.steps))[:200], style="dim strike")
     return line
 
