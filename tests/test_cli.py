@@ -136,3 +136,16 @@ def test_budget_flag_binds_and_is_reported(tiny_small, smollm2_path):
     assert out["budget_bound"] is True and {s["model"] for s in out["steps"]} == {"tiny-small"}
     bad = ask("2+2?", "--small", str(tiny_small), "--large", str(smollm2_path), "--budget", "-1", *FAST)
     assert bad.exit_code == 2 and "--budget -1.0 is not a relative cost" in bad.stderr
+
+
+@pytest.mark.parametrize("router", ["trim", "cascade"])
+def test_calibrate_runs_trim_and_cascade_on_three_tiers(three_tiers, tmp_path, router):
+    data = tmp_path / "gold.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(3)))
+    r = runner.invoke(app, ["calibrate", "--target-cost", "0.9", "--router", router, *three_tiers, "--data", str(data), "--limit", "2",
+                            "--heldout", str(data), "--heldout-limit", "1", "--max-rounds", "2", "--dry-run", "--json", "-q",
+                            "--work", str(tmp_path / "work"), "--max-steps", "2", "--max-step-tokens", "4", "--delimiter", ""])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["router"] == router and out["saved_to"] is None and 1 <= len(out["probes"]) <= 2
+    assert out["heldout"]["n"] == 1 and out["calibration"]["n"] == 2
