@@ -57,6 +57,32 @@ def decisions_per_query(router: str, records: list[dict]) -> float:
     return sum(len(r["steps"]) for r in solved) / len(solved)
 
 
+# Scores in records are rounded; a score this close to the threshold counts as
+# escalating, so a problem is only ever reused when it certainly would not be.
+_ROUNDING = 1e-4
+
+
+def stays_small(router: str, signal: str | None, threshold: float, record: dict) -> bool:
+    """Whether `router` at `threshold` would never leave the smallest tier on
+    this problem, judged from its small-only record. With greedy decoding the
+    routed run is the small-only run until its first escalation, so the
+    router sees exactly these scores; if none is below the threshold, the
+    routed record *is* the small-only record. False when it cannot be known
+    (random routing, scores that need another model)."""
+    if "steps" not in record:
+        return False
+    if router == "cascade":
+        return (record.get("answer_confidence") or 0.0) >= threshold + _ROUNDING
+    if router == "steer" or (router == "trim" and signal in ("self", "self-min")):
+        scores = scores_of(router, signal, [record])
+        if router == "steer" and len(scores) < len(record["steps"]):
+            return False  # a step without its trace
+        if router == "steer" and record["finish"] == "eos" and record["steps"] and record["steps"][-1]["finish"] != "eos":
+            return False  # it ended at a step start, a decision point whose score was not recorded
+        return all(score >= threshold + _ROUNDING for score in scores)
+    return False
+
+
 def quantile(scores: list[float], f: float) -> float:
     """The threshold below which a fraction f of `scores` lies (identity when
     there are no scores: the random router's p is its own fraction)."""

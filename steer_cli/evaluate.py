@@ -94,9 +94,12 @@ class Bench:
             keyed["signal"] = self.signal(config)
         return records_path(self.work, data, Config(config.router, config.threshold, keyed.get("signal")), keyed)
 
-    def records(self, data: str, config: Config, items: list, tick: Callable[[], None] = lambda: None) -> list[dict]:
+    def records(
+        self, data: str, config: Config, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None
+    ) -> list[dict]:
         """Each item's record, solving only what the record file lacks; every
-        finished problem is appended at once, so an interruption loses one."""
+        finished problem is appended at once, so an interruption loses one.
+        `reuse(item)` may supply a record known to be what solving would give."""
         from steer_cli import runs
         from steer_cli.routers import make_router
         from steer_cli.solver import Solver
@@ -107,7 +110,8 @@ class Bench:
         try:
             for item in items:
                 if item.id not in done:
-                    done[item.id] = runs.result_record(item, runs.solve_one(solver, item.question))
+                    known = reuse(item) if reuse else None
+                    done[item.id] = known if known is not None else runs.result_record(item, runs.solve_one(solver, item.question))
                     runs.append(stream, done[item.id])
                 tick()
         finally:

@@ -29,7 +29,7 @@ class Uniform(ScriptedEngine):
     def start(self, problem):
         super().start(problem)
         rng = random.Random(f"{self.seed}-{problem}")  # the same draws for a problem in every run
-        self.queue = [f"s{i} = {i:04d}\n\n" for i in range(6)]
+        self.queue = [f"s{i} = {i:04d}\n\n" for i in range(5)] + ["so \\boxed{5}"]  # ends inside its last step
         self.confidences = [rng.random() for _ in range(12)]
 
 
@@ -116,3 +116,20 @@ def test_calibrate_refuses_routers_without_a_threshold():
     assert r.exit_code == 2 and "no threshold to calibrate" in r.stderr
     r = runner.invoke(app, ["calibrate", "--target-cost", "1.5"])
     assert r.exit_code == 2 and "outside (0, 1]" in r.stderr
+
+
+@pytest.mark.parametrize("router, signal, t", [("steer", "maxprob", 0.05), ("steer", "maxprob", 0.2), ("trim", "self", 0.55), ("cascade", "answer", 0.3)])
+def test_problems_that_never_escalate_are_their_small_only_run(tmp_path, router, signal, t):
+    """The shortcut calibrate takes is exact: a routed record it reuses from
+    the small-only run is what solving the problem would have produced."""
+    b = bench(tmp_path / "a")
+    problems = items("p", 60)
+    small = {r["id"]: r for r in b.records("d", Config("small", None), problems)}
+    for r, p in zip(small.values(), problems):  # vary the scores trim and cascade read
+        r["steps"][0]["mean_logprob"] = -0.1 if int(p.id[1:]) % 3 else -2.0
+    solved = {r["id"]: r for r in bench(tmp_path / "b").records("d", Config(router, t, signal), problems)}
+    reused = [pid for pid, r in small.items() if cal.stays_small(router, signal, t, r)]
+    assert 0 < len(reused) < 60 or router != "steer"
+    for pid in reused:
+        assert [s["tier"] for s in solved[pid]["steps"]] == [0] * len(small[pid]["steps"])
+        assert solved[pid]["cost"]["flops"] == small[pid]["cost"]["flops"] and solved[pid]["answer"] == small[pid]["answer"]

@@ -62,9 +62,17 @@ def calibrate(
         log = ui.stderr_console()
 
         def run(cfg: ev.Config, source: str, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
+            reuse = None
+            if cfg.router != "small":  # problems its small-only trace shows never escalating are that run
+                small_done = {r["id"]: r for r in bench.records(source, ev.Config("small", None), problems)}
+
+                def reuse(item):
+                    record = small_done[item.id]
+                    return {**record, "router": cfg.router, "reused": "small"} if cal.stays_small(cfg.router, chosen, cfg.threshold, record) else None
+
             with ui.Counter(f"{what} {cfg.label}", len(problems), quiet=quiet, every=10, transient=True) as bar:
                 ticks = iter(range(1, len(problems) + 1))
-                records = bench.records(source, cfg, problems, lambda: bar.update(next(ticks)))
+                records = bench.records(source, cfg, problems, lambda: bar.update(next(ticks)), reuse)
             s = ev.summarize(cfg, records)
             if not quiet:
                 log.print(f"steer: {what} {cfg.label}: relative cost {s.relative_cost:.3f} ± {s.cost_se:.3f} · accuracy {s.accuracy:.1%} (n={s.n})", highlight=False)
