@@ -153,7 +153,7 @@ class Solver:
             attempt = _Attempt()
             yield from self._run_steps(attempt, list(range(len(self.tiers))))
         result = Result(problem, extract_answer(attempt.text), attempt.steps, attempt.finish, self.router.name)
-        result.cost = self._cost(attempt.steps, time.perf_counter() - started)
+        result.cost = self._cost(attempt, time.perf_counter() - started)
         result.budget_bound = self._bound
         result.answer_confidence = answer_confidence(attempt.steps)
         result.drafts = self._drafts
@@ -194,7 +194,7 @@ class Solver:
         marks = [t.mark() for t in self.tiers]
         while True:
             yield StepStarted(index, tier, self.tiers[tier].name, score)
-            step = yield from self._write_step(attempt, tier, index, score)
+            step = yield from self._write_step(tier, index, score)
             read_by: set[int] = set()
             if review is None or step.tokens == 0:
                 break
@@ -221,7 +221,7 @@ class Solver:
                     self.tiers[t].append_text(step.text)
         return step
 
-    def _write_step(self, attempt: _Attempt, tier: int, index: int, score: float | None) -> Iterator[Event]:
+    def _write_step(self, tier: int, index: int, score: float | None) -> Iterator[Event]:
         """One step, ended by the delimiter, end of generation, the step token
         limit or a budget (finish "step_tokens"), or the problem's token limit
         ("max_tokens")."""
@@ -332,14 +332,11 @@ class Solver:
         return sum(s.decoded_tokens for s in self._since()[1:])
 
     # -- cost -----------------------------------------------------------------
-    def _cost(self, steps: list[Step], wall_s: float) -> Cost:
+    def _cost(self, attempt: _Attempt, wall_s: float) -> Cost:
+        """Per-model cost; the reference is the top tier's prompt plus every
+        kept step in its own tokenization (counted as the steps were kept)."""
         models = [ModelCost.of(t.name, t.params, s) for t, s in zip(self.tiers, self._since(), strict=True)]
-        return Cost.of(models, self._large_only_tokens(steps), self.tiers[-1].params, wall_s)
-
-    def _large_only_tokens(self, steps: list[Step]) -> int:
-        """The top tier's prompt plus every step in its own tokenization."""
-        top, top_index = self.tiers[-1], len(self.tiers) - 1
-        return top.prompt_length() + sum(s.tokens if s.tier == top_index else top.count_tokens(s.text) for s in steps)
+        return Cost.of(models, self.tiers[-1].prompt_length() + attempt.top_tokens, self.tiers[-1].params, wall_s)
 
 
 def answer_confidence(steps: list[Step]) -> float | None:
