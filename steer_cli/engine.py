@@ -326,8 +326,8 @@ class LlamaEngine:
         new = self.tokenize_text(text)
         if not new:
             return []
-        first = log_softmax_at(self._logits_with_sync(), new[0])
-        self._ensure_weights()
+        self._sync()  # the last transcript token's row scores the first new token
+        first = log_softmax_at(self._logits(), new[0])
         start = len(self._tokens)
         if start + len(new) > self.options.n_ctx:
             raise ContextFull(f"{self.name}: transcript of {start + len(new)} tokens exceeds n_ctx={self.options.n_ctx}", "raise n_ctx in models.yaml or lower --max-steps")
@@ -384,10 +384,6 @@ class LlamaEngine:
 
         ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-
-    def _logits_with_sync(self) -> np.ndarray:
-        self._sync()
-        return self._logits()
 
     def next_token(self) -> NextToken:
         self._sync()
