@@ -27,16 +27,13 @@ def extract_answer(text: str) -> str | None:
 def answer_span(text: str) -> tuple[int, int] | None:
     """Where the final answer sits in `text` (start, end), by the same rules:
     the last \\boxed{}, else the last explicit marker, else the last number."""
-    for pattern in (_BOXED, *_MARKERS):
+    for pattern, group in ((_BOXED, 1), *((m, 1) for m in _MARKERS), (_ANY_NUMBER, 0)):
         last = None
         for last in pattern.finditer(text):
             pass
         if last is not None:
-            return last.span(1)
-    last = None
-    for last in _ANY_NUMBER.finditer(text):
-        pass
-    return None if last is None else last.span()
+            return last.span(group)
+    return None
 
 
 def _clean(raw: str) -> str:
