@@ -1,6 +1,6 @@
 """Comparing router configurations on problems with gold answers.
 
-A configuration is `router[@threshold]` (e.g. `steer@0.6`). Its records live
+A configuration is a route, `router[:signal][@threshold]` (e.g. `steer:entropy@0.6`). Its records live
 in a JSONL file keyed by everything that changes an answer (models, router,
 signal, step limits, sampling, prompt), so a rerun reuses finished problems
 and a changed setting never reuses stale ones.
@@ -18,22 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from steer_cli.errors import UsageError
-from steer_cli.routers import ROUTER_SIGNALS, ROUTERS, default_signal
+from steer_cli.routers import ROUTER_SIGNALS, ROUTERS, Route, fill
 
 
-@dataclass(frozen=True)
-class Config:
-    router: str
-    threshold: float | None
-    signal: str | None = None  # None: the router's default from models.yaml
-
-    @property
-    def label(self) -> str:
-        name = self.router if self.signal is None else f"{self.router}:{self.signal}"
-        return name if self.threshold is None else f"{name}@{self.threshold:g}"
-
-
-def parse_configs(spec: str) -> list[Config]:
+def parse_configs(spec: str) -> list[Route]:
     """`router[:signal][@threshold]`, comma-separated: small,large,steer@0.4,trim:verify@0.6."""
     configs = []
     for part in (p.strip() for p in spec.split(",")):
@@ -47,7 +35,7 @@ def parse_configs(spec: str) -> list[Config]:
             threshold = float(value) if value else None
         except ValueError:
             raise UsageError(f"bad threshold {value!r} in --routers", "write it like steer@0.6") from None
-        configs.append(Config(name, threshold, signal or None))
+        configs.append(Route(name, threshold, signal or None))
     if not configs:
         raise UsageError("--routers names no configuration", "e.g. --routers small,large,steer@0.6")
     return configs
@@ -58,7 +46,7 @@ def signal_for(router: str, signal: str | None) -> str | None:
     return signal if signal in ROUTER_SIGNALS.get(router, ()) else None
 
 
-def records_path(work: Path, data: str, config: Config, fingerprint: dict) -> Path:
+def records_path(work: Path, data: str, config: Route, fingerprint: dict) -> Path:
     digest = hashlib.sha256(json.dumps({**fingerprint, "config": config.label}, sort_keys=True).encode()).hexdigest()[:10]
     stem = Path(data).stem if data.endswith(".jsonl") else data
     return work / f"{stem}-{config.label}-{digest}.jsonl"
@@ -77,35 +65,28 @@ class Bench:
     seed: int = 0
     budget: Any = None
 
-    def resolve(self, config: Config) -> Config:
+    def resolve(self, config: Route) -> Route:
         """The configuration with the defaults it would run with filled in."""
-        if config.router in ("small", "large"):
-            return Config(config.router, None)
-        threshold = config.threshold if config.threshold is not None else self.defaults.thresholds.get(config.router)
-        return Config(config.router, threshold, config.signal)
+        return fill(config, self.defaults)
 
-    def signal(self, config: Config) -> str | None:
-        return config.signal or self.defaults.signals.get(config.router) or default_signal(config.router)
-
-    def path(self, data: str, config: Config) -> Path:
-        keyed = dict(self.fingerprint)
+    def path(self, data: str, config: Route) -> Path:
+        config, keyed = self.resolve(config), dict(self.fingerprint)
         # Only the routers that read a signal key on it, so other records stay valid when it changes.
         if config.router in ROUTER_SIGNALS:
-            keyed["signal"] = self.signal(config)
-        return records_path(self.work, data, Config(config.router, config.threshold, keyed.get("signal")), keyed)
+            keyed["signal"] = config.signal
+        return records_path(self.work, data, config, keyed)
 
     def records(
-        self, data: str, config: Config, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None
+        self, data: str, config: Route, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None
     ) -> list[dict]:
         """Each item's record, solving only what the record file lacks; every
         finished problem is appended at once, so an interruption loses one.
         `reuse(item)` may supply a record known to be what solving would give."""
         from steer_cli import runs
-        from steer_cli.routers import make_router
         from steer_cli.solver import Solver
 
         config = self.resolve(config)
-        solver = Solver(self.engines, make_router(config.router, config.threshold, self.signal(config), self.seed), self.limits, self.budget)
+        solver = Solver(self.engines, config.build(self.seed), self.limits, self.budget)
         stream, done = runs.open_output(self.path(data, config))
         try:
             for item in items:
@@ -181,7 +162,7 @@ def add_baselines(summaries: list[Summary]) -> None:
         s.vs_random = s.accuracy - (small.accuracy + min(max(p, 0.0), 1.0) * gap)
 
 
-def summarize(config: Config, records: list[dict]) -> Summary:
+def summarize(config: Route, records: list[dict]) -> Summary:
     solved = [r for r in records if "error" not in r]
     n = len(solved)
     correct = sum(bool(r.get("correct")) for r in solved)

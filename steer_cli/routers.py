@@ -173,6 +173,35 @@ def default_signal(router: str) -> str | None:
     return ROUTER_SIGNALS[router][0] if router in ROUTER_SIGNALS else None
 
 
+@dataclass(frozen=True)
+class Route:
+    """A router with its threshold and signal: what `make_router` builds, and
+    the label (`steer:entropy@0.36`) that records and tables go by."""
+
+    router: str
+    threshold: float | None = None
+    signal: str | None = None
+
+    @property
+    def label(self) -> str:
+        name = self.router if self.signal is None else f"{self.router}:{self.signal}"
+        return name if self.threshold is None else f"{name}@{self.threshold:g}"
+
+    def build(self, seed: int = 0) -> Router:
+        return make_router(self.router, self.threshold, self.signal, seed)
+
+
+def fill(route: Route, defaults) -> Route:
+    """`route` with what was left unnamed taken from models.yaml's defaults
+    (then the router's own), so a label always says what actually ran."""
+    if route.router in ("small", "large"):
+        return Route(route.router)
+    threshold = route.threshold
+    if threshold is None:
+        threshold = defaults.thresholds.get(route.router, DEFAULT_THRESHOLDS.get(route.router))
+    return Route(route.router, threshold, route.signal or defaults.signals.get(route.router) or default_signal(route.router))
+
+
 def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:
     """Build a router by name; `threshold`/`signal` None take the router's defaults."""
     if name not in ROUTERS:

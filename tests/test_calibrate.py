@@ -12,7 +12,8 @@ from fakes import ScriptedEngine
 from steer_cli import calibrate as cal
 from steer_cli.cli import app
 from steer_cli.errors import UsageError
-from steer_cli.evaluate import Bench, Config, summarize
+from steer_cli.evaluate import Bench, summarize
+from steer_cli.routers import Route
 from steer_cli.registry import Defaults, load_registry
 from steer_cli.runs import Item
 from steer_cli.solver import StepLimits
@@ -44,7 +45,7 @@ def items(prefix, n):
 
 def probe(b, problems, data):
     def measure(t):
-        config = Config("steer", t, "maxprob")
+        config = Route("steer", t, "maxprob")
         s = summarize(config, b.records(data, config, problems))
         return cal.Probe(t, s.relative_cost, s.accuracy, s.n)
 
@@ -55,10 +56,10 @@ def probe(b, problems, data):
 def test_calibration_meets_the_target_and_holds_out(tmp_path, target):
     b = bench(tmp_path)
     train, held = items("t", 200), items("h", 200)
-    small = summarize(Config("small", None), b.records("train", Config("small", None), train))
-    scores = cal.scores_of("steer", "maxprob", b.records("train", Config("small", None), train))
+    small = summarize(Route("small", None), b.records("train", Route("small", None), train))
+    scores = cal.scores_of("steer", "maxprob", b.records("train", Route("small", None), train))
     assert len(scores) == 200 * 6
-    records = b.records("train", Config("small", None), train)
+    records = b.records("train", Route("small", None), train)
     assert cal.decisions_per_query("steer", records) == 6
     outcome = cal.search(probe(b, train, "train"), target, small.relative_cost, lambda f: cal.quantile(scores, f), tolerance=0.03, rounds=8, decisions=6)
     assert outcome.converged and abs(outcome.best.cost - target) <= 0.03
@@ -124,12 +125,21 @@ def test_problems_that_never_escalate_are_their_small_only_run(tmp_path, router,
     the small-only run is what solving the problem would have produced."""
     b = bench(tmp_path / "a")
     problems = items("p", 60)
-    small = {r["id"]: r for r in b.records("d", Config("small", None), problems)}
+    small = {r["id"]: r for r in b.records("d", Route("small", None), problems)}
     for r, p in zip(small.values(), problems):  # vary the scores trim and cascade read
         r["steps"][0]["mean_logprob"] = -0.1 if int(p.id[1:]) % 3 else -2.0
-    solved = {r["id"]: r for r in bench(tmp_path / "b").records("d", Config(router, t, signal), problems)}
+    solved = {r["id"]: r for r in bench(tmp_path / "b").records("d", Route(router, t, signal), problems)}
     reused = [pid for pid, r in small.items() if cal.stays_small(router, signal, t, r)]
     assert 0 < len(reused) < 60 or router != "steer"
     for pid in reused:
         assert [s["tier"] for s in solved[pid]["steps"]] == [0] * len(small[pid]["steps"])
         assert solved[pid]["cost"]["flops"] == small[pid]["cost"]["flops"] and solved[pid]["answer"] == small[pid]["answer"]
+
+
+def test_a_cost_measured_on_too_few_problems_is_flagged(capsys):
+    from steer_cli.commands.calibrate import _warn_if_loose
+
+    _warn_if_loose(cal.Probe(0.14, 0.49, 0.31, 100, cost_se=0.044), tolerance=0.03)
+    assert "only known to ±0.088" in capsys.readouterr().err
+    _warn_if_loose(cal.Probe(0.14, 0.50, 0.31, 400, cost_se=0.012), tolerance=0.03)
+    assert capsys.readouterr().err == ""

@@ -8,7 +8,8 @@ import pytest
 
 from fakes import ScriptedEngine
 from steer_cli.errors import SteerError, UsageError
-from steer_cli.routers import make_router
+from steer_cli.registry import Defaults
+from steer_cli.routers import Route, fill, make_router
 from steer_cli.solver import Discarded, Solver, StepLimits, answer_confidence
 
 
@@ -144,3 +145,12 @@ def test_answer_confidence_is_the_joint_probability_of_the_answer_tokens():
 def test_unknown_signal_for_a_router_names_the_choices():
     with pytest.raises(UsageError, match="self, self-min, verify"):
         make_router("trim", 0.5, "entropy")
+
+
+def test_a_route_takes_what_was_left_unnamed_from_the_config_and_says_so():
+    defaults = Defaults(thresholds={"steer": 0.14}, signals={"steer": "entropy"})
+    assert fill(Route("steer"), defaults).label == "steer:entropy@0.14"
+    assert fill(Route("steer", 0.3, "margin"), defaults).label == "steer:margin@0.3"  # named beats configured
+    assert fill(Route("trim"), defaults).label == "trim:self@0.5"  # nothing configured: the router's own default
+    assert fill(Route("large", 0.9, "entropy"), defaults).label == "large"  # fixed routers read nothing
+    assert fill(Route("steer"), defaults).build().threshold == 0.14

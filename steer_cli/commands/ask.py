@@ -43,12 +43,11 @@ def ask(
         text = common.read_problem(problem)
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
         registry, engines = engine_args.load()
-        choice = common.route_choice(router, threshold, signal, registry.defaults)
-        route = common.make_router(choice, seed)
-        events = Solver(engines, route, common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults)).solve(text)
+        chosen = common.route(router, threshold, signal, registry.defaults)
+        events = Solver(engines, chosen.build(seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults)).solve(text)
         if not quiet:
             console = ui.stderr_console()
-            console.print(ui.legend(choice.router, getattr(route, "threshold", None), choice.signal))
+            console.print(ui.legend(chosen.router, chosen.threshold, chosen.signal))
             events = ui.show(events, console)
         result = next(e.result for e in events if isinstance(e, Solved))
         if as_json:

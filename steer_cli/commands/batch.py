@@ -53,8 +53,8 @@ def batch(
         if any(item.error is None for item in todo):
             engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
             registry, engines = engine_args.load()
-            choice = common.route_choice(router, threshold, signal, registry.defaults)
-            solver = Solver(engines, common.make_router(choice, seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults))
+            chosen = common.route(router, threshold, signal, registry.defaults)
+            solver = Solver(engines, chosen.build(seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults))
         try:
             # Results on a terminal's stdout: keep the bar from drawing over them.
             hide = quiet or (out is sys.stdout and sys.stdout.isatty())

@@ -47,7 +47,7 @@ def calibrate(
         from steer_cli import evaluate as ev
         from steer_cli import ui
         from steer_cli.registry import load_registry, save_user_defaults
-        from steer_cli.routers import THRESHOLDED
+        from steer_cli.routers import THRESHOLDED, Route
 
         if not 0.0 < target_cost <= 1.0:
             raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1]", "pass a fraction of the large model's cost, like 0.5")
@@ -58,13 +58,18 @@ def calibrate(
         items = common.labelled_items(data, limit)
         held = _heldout_items(heldout, heldout_limit, data, limit)
         bench = common.bench(engine_args, common.step_limits(max_steps, max_step_tokens, delimiter), work)
-        chosen = ev.signal_for(name, signal) or bench.signal(ev.Config(name, None))
+        chosen = bench.resolve(Route(name, None, ev.signal_for(name, signal))).signal
         log = ui.stderr_console()
 
-        def run(cfg: ev.Config, source: str, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
+        small_runs: dict[str, dict[str, dict]] = {}  # source -> id -> small-only record
+
+        def run(cfg: Route, source: str, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
             reuse = None
             if cfg.router != "small":  # problems its small-only trace shows never escalating are that run
-                small_done = {r["id"]: r for r in bench.records(source, ev.Config("small", None), problems)}
+                small_done = small_runs.setdefault(source, {})
+                missing = [p for p in problems if p.id not in small_done]
+                if missing:
+                    small_done.update((r["id"], r) for r in bench.records(source, Route("small"), missing))
 
                 def reuse(item):
                     record = small_done[item.id]
@@ -73,23 +78,26 @@ def calibrate(
             with ui.Counter(f"{what} {cfg.label}", len(problems), quiet=quiet, every=10, transient=True) as bar:
                 ticks = iter(range(1, len(problems) + 1))
                 records = bench.records(source, cfg, problems, lambda: bar.update(next(ticks)), reuse)
+            if cfg.router == "small":
+                small_runs.setdefault(source, {}).update((r["id"], r) for r in records)
             s = ev.summarize(cfg, records)
             if not quiet:
                 log.print(f"steer: {what} {cfg.label}: relative cost {s.relative_cost:.3f} ± {s.cost_se:.3f} · accuracy {s.accuracy:.1%} (n={s.n})", highlight=False)
             return cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.relative_cost, s.accuracy, s.n, s.cost_se), records
 
-        floor, small_records = run(ev.Config("small", None), data, items, "calibration")
+        floor, small_records = run(Route("small"), data, items, "calibration")
         scores = cal.scores_of(name, chosen, small_records)
         outcome = cal.search(
-            lambda t: run(ev.Config(name, t, chosen), data, items, "calibration")[0],
+            lambda t: run(Route(name, t, chosen), data, items, "calibration")[0],
             target_cost, floor.cost, lambda f: cal.quantile(scores, f), tolerance, max_rounds,
             cal.decisions_per_query(name, small_records),
         )
-        check = run(ev.Config(name, outcome.best.threshold, chosen), heldout, held, "held-out")[0] if held else None
+        check = run(Route(name, outcome.best.threshold, chosen), heldout, held, "held-out")[0] if held else None
         saved = None
         if not dry_run:
             saved = save_user_defaults({"thresholds": {name: outcome.best.threshold}, "signals": {name: chosen}} if chosen else {"thresholds": {name: outcome.best.threshold}}, config)
         _report(name, chosen, target_cost, outcome, check, saved, as_json)
+        _warn_if_loose(outcome.best, tolerance)
 
 
 def _heldout_items(heldout: str, heldout_limit: int, data: str, limit: int) -> list:
@@ -100,6 +108,18 @@ def _heldout_items(heldout: str, heldout_limit: int, data: str, limit: int) -> l
     if heldout == data:
         return common.labelled_items(data, limit + heldout_limit)[limit:]
     return common.labelled_items(heldout, heldout_limit)
+
+
+def _warn_if_loose(best, tolerance: float) -> None:
+    """A cost measured on few problems is itself uncertain: a few problems
+    that escalate or not move it more than the search's tolerance."""
+    spread = 2 * best.cost_se
+    if spread > tolerance:
+        print(
+            f"steer: note: over {best.n} problems the cost is only known to ±{spread:.3f} (2 s.e.), wider than the "
+            f"tolerance {tolerance:g}; new problems may land that far off the target: calibrate on more (--limit)",
+            file=sys.stderr,
+        )
 
 
 def _report(name: str, signal: str | None, target: float, outcome, check, saved: Path | None, as_json: bool) -> None:

@@ -103,24 +103,11 @@ def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
     return StepLimits(delimiter=unescape(delimiter), max_steps=max_steps, max_step_tokens=max_step_tokens)
 
 
-@dataclass
-class RouteChoice:
-    router: str
-    threshold: float | None
-    signal: str | None
+def route(router: str | None, threshold: float | None, signal: str | None, defaults):
+    """The route ask/batch run: what the user named, the rest from models.yaml."""
+    from steer_cli.routers import Route, fill
 
-
-def route_choice(router: str | None, threshold: float | None, signal: str | None, defaults) -> RouteChoice:
-    """Fill what the user left out from models.yaml's defaults."""
-    name = router or defaults.router
-    t = threshold if threshold is not None else defaults.thresholds.get(name)
-    return RouteChoice(name, t, signal or defaults.signals.get(name))
-
-
-def make_router(choice: RouteChoice, seed: int = 0):
-    from steer_cli.routers import make_router as build
-
-    return build(choice.router, choice.threshold, choice.signal, seed)
+    return fill(Route(router or defaults.router, threshold, signal), defaults)
 
 
 def unescape(delimiter: str) -> str:

@@ -38,6 +38,8 @@ def evaluate(
 ) -> None:
     """Run each router configuration over the problems; print accuracy (95% CI) and cost."""
     with boundary():
+        from dataclasses import replace
+
         from steer_cli import evaluate as ev
         from steer_cli import ui
 
@@ -45,7 +47,7 @@ def evaluate(
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
         items = common.labelled_items(data, limit)
         bench = common.bench(engine_args, common.step_limits(max_steps, max_step_tokens, delimiter), work, max_large_tokens, budget)
-        configs = [bench.resolve(ev.Config(c.router, c.threshold, c.signal or ev.signal_for(c.router, signal))) for c in configs]
+        configs = [bench.resolve(replace(c, signal=c.signal or ev.signal_for(c.router, signal))) for c in configs]
         summaries = []
         with ui.Counter("eval", len(configs) * len(items), quiet=quiet, every=10, transient=True) as progress:
             ticks = iter(range(1, len(configs) * len(items) + 1))
