@@ -23,7 +23,7 @@ from steer_cli.errors import UsageError
 class Probe:
     threshold: float
     cost: float  # sum of routed FLOPs / sum of large-only FLOPs
-    accuracy: float
+    accuracy: float | None  # over the problems with gold answers; None without any
     n: int
     cost_se: float = 0.0
 
@@ -33,6 +33,13 @@ class Outcome:
     best: Probe
     probes: list[Probe]
     converged: bool
+
+
+def accuracy(records: list[dict]) -> float | None:
+    """Accuracy over the records that have a gold answer: cost needs none,
+    so a user may calibrate on their own unlabelled questions."""
+    graded = [r for r in records if "correct" in r]
+    return sum(bool(r["correct"]) for r in graded) / len(graded) if graded else None
 
 
 def scores_of(router: str, signal: str | None, records: list[dict]) -> list[float]:

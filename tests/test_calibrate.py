@@ -112,6 +112,21 @@ def test_calibrate_cli_saves_a_threshold_later_commands_use(tmp_path, tiny_small
     assert registry.defaults.thresholds["random"] == 0.3  # the other routers keep the packaged values
 
 
+def test_calibrate_runs_on_questions_without_gold_answers(tmp_path, tiny_small, smollm2_path):
+    """Cost needs no labels, so a user can calibrate on their own questions."""
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {i} times 3?"}) + "\n" for i in range(1, 4)))
+    r = runner.invoke(app, ["calibrate", "--target-cost", "0.7", "--small", str(tiny_small), "--large", str(smollm2_path), "--data", str(data),
+                            "--limit", "2", "--heldout", str(data), "--heldout-limit", "1", "--max-rounds", "1", "--tolerance", "0.6", "--dry-run",
+                            "--work", str(tmp_path / "work"), "--max-steps", "2", "--max-step-tokens", "6", "--threads", "1", "--n-ctx", "1024"])
+    assert r.exit_code == 0, r.stderr
+    assert "accuracy no gold answers (n=2)" in r.stdout and "accuracy no gold answers (n=1)" in r.stdout
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    r = runner.invoke(app, ["calibrate", "--target-cost", "0.5", "--data", str(empty), "--heldout", "none"])
+    assert r.exit_code == 2 and "no problems in it" in r.stderr
+
+
 def test_calibrate_refuses_routers_without_a_threshold():
     r = runner.invoke(app, ["calibrate", "--target-cost", "0.5", "--router", "large", "--limit", "1", "--heldout", "none"])
     assert r.exit_code == 2 and "no threshold to calibrate" in r.stderr

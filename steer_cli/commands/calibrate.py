@@ -17,7 +17,7 @@ def calibrate(
     target_cost: Annotated[float, typer.Option("--target-cost", help="Relative cost to spend: routed FLOPs / large-only FLOPs, in (0, 1].")],
     router: common.Router = None,
     signal: common.Signal = None,
-    data: Annotated[str, typer.Option("--data", help="Calibration problems: train (shipped GSM8K slice) or a JSONL with gold answers.")] = "train",
+    data: Annotated[str, typer.Option("--data", help="Calibration problems: train (shipped GSM8K slice) or a JSONL; cost needs no gold answers, so your own questions do.")] = "train",
     limit: Annotated[int, typer.Option("--limit", help="Calibration problems to use.")] = 40,
     heldout: Annotated[str, typer.Option("--heldout", help="Held-out problems to check the threshold on (dev, train or a JSONL; 'none' skips).")] = "dev",
     heldout_limit: Annotated[int, typer.Option("--heldout-limit", help="Held-out problems to use.")] = 50,
@@ -55,7 +55,7 @@ def calibrate(
         if name not in THRESHOLDED:
             raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        items = common.labelled_items(data, limit)
+        items = common.labelled_items(data, limit, need_gold=False)
         held = _heldout_items(heldout, heldout_limit, data, limit)
         bench = common.bench(engine_args, common.step_limits(max_steps, max_step_tokens, delimiter), work)
         chosen = bench.resolve(Route(name, None, ev.signal_for(name, signal))).signal
@@ -66,10 +66,9 @@ def calibrate(
         def run(cfg: Route, source: str, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
             reuse = None
             if cfg.router != "small":  # problems its small-only trace shows never escalating are that run
-                small_done = small_runs.setdefault(source, {})
-                missing = [p for p in problems if p.id not in small_done]
-                if missing:
-                    small_done.update((r["id"], r) for r in bench.records(source, Route("small"), missing))
+                if any(p.id not in small_runs.get(source, {}) for p in problems):
+                    run(Route("small"), source, problems, what)  # with its own progress bar: it is the long part
+                small_done = small_runs[source]
 
                 def reuse(item):
                     record = small_done[item.id]
@@ -81,9 +80,10 @@ def calibrate(
             if cfg.router == "small":
                 small_runs.setdefault(source, {}).update((r["id"], r) for r in records)
             s = ev.summarize(cfg, records)
+            probe = cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.relative_cost, cal.accuracy(records), s.n, s.cost_se)
             if not quiet:
-                log.print(f"steer: {what} {cfg.label}: relative cost {s.relative_cost:.3f} ± {s.cost_se:.3f} · accuracy {s.accuracy:.1%} (n={s.n})", highlight=False)
-            return cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.relative_cost, s.accuracy, s.n, s.cost_se), records
+                log.print(f"steer: {what} {cfg.label}: {_line(probe)}", highlight=False)
+            return probe, records
 
         floor, small_records = run(Route("small"), data, items, "calibration")
         scores = cal.scores_of(name, chosen, small_records)
@@ -106,8 +106,8 @@ def _heldout_items(heldout: str, heldout_limit: int, data: str, limit: int) -> l
     if heldout == "none":
         return []
     if heldout == data:
-        return common.labelled_items(data, limit + heldout_limit)[limit:]
-    return common.labelled_items(heldout, heldout_limit)
+        return common.labelled_items(data, limit + heldout_limit, need_gold=False)[limit:]
+    return common.labelled_items(heldout, heldout_limit, need_gold=False)
 
 
 def _warn_if_loose(best, tolerance: float) -> None:
@@ -140,12 +140,17 @@ def _report(name: str, signal: str | None, target: float, outcome, check, saved:
         return
     label = name if signal is None else f"{name} ({signal})"
     print(f"{label} threshold {best.threshold:g} for target cost {target:g}")
-    print(f"  calibration: relative cost {best.cost:.3f} ± {best.cost_se:.3f} (s.e.) · accuracy {best.accuracy:.1%} (n={best.n})")
+    print(f"  calibration: {_line(best)}")
     if check is not None:
-        print(f"  held-out:    relative cost {check.cost:.3f} ± {check.cost_se:.3f} (s.e.) · accuracy {check.accuracy:.1%} (n={check.n})")
+        print(f"  held-out:    {_line(check)}")
     if not outcome.converged:
         print(f"steer: no threshold within tolerance after {len(outcome.probes)} rounds; kept the closest", file=sys.stderr)
     if saved:
         print(f"steer: saved defaults.thresholds.{name} = {best.threshold:g} to {saved}", file=sys.stderr)
     else:
         print("steer: dry run, nothing saved", file=sys.stderr)
+
+
+def _line(probe) -> str:
+    graded = "no gold answers" if probe.accuracy is None else f"{probe.accuracy:.1%}"
+    return f"relative cost {probe.cost:.3f} ± {probe.cost_se:.3f} (s.e.) · accuracy {graded} (n={probe.n})"

@@ -114,14 +114,17 @@ def unescape(delimiter: str) -> str:
     return delimiter.encode("utf-8").decode("unicode_escape")
 
 
-def labelled_items(data: str, limit: int | None) -> list:
-    """Problems with gold answers, as run items."""
+def labelled_items(data: str, limit: int | None, need_gold: bool = True) -> list:
+    """Problems as run items: those with gold answers, or (`need_gold`
+    False: costs need none) every problem."""
     from steer_cli.datasets import load_problems
     from steer_cli.runs import Item
 
-    problems = [p for p in load_problems(data, limit) if p.answer is not None]
+    problems = [p for p in load_problems(data, limit) if p.answer is not None or not need_gold]
     if not problems:
-        raise UsageError(f"{data}: no problems with a gold 'answer'", "eval needs gold answers; use `steer batch` for unlabelled problems")
+        if need_gold:
+            raise UsageError(f"{data}: no problems with a gold 'answer'", "eval needs gold answers; use `steer batch` for unlabelled problems")
+        raise UsageError(f"{data}: no problems in it", "pass a JSONL with one {\"question\": ...} per line")
     return [Item(id=p.id, line=n, question=p.question, answer=p.answer) for n, p in enumerate(problems, 1)]
 
 
