@@ -4,7 +4,9 @@
 
 `relative` (--budget B) caps the query's FLOPs at B x what the top tier would
 spend answering alone: reading the prompt and writing `reference_tokens`
-(the typical large-only answer length; the actual transcript once longer).
+(the typical large-only answer length; the actual transcript once longer,
+except under the query-level cascade, whose long attempt may be dropped for
+a shorter one, so there the fixed reference holds).
 Prefill is counted, so a larger tier that joins late pays for reading the
 whole transcript first; the cap is checked before every larger-tier step
 with that owed prefill reserved. The smallest tier is the fallback and is

@@ -147,7 +147,7 @@ class Solver:
         started = time.perf_counter()
         for tier in self.tiers:
             tier.start(problem)
-        if getattr(self.router, "level", "step") == "query":
+        if self._query_level:
             attempt = yield from self._cascade()
         else:
             attempt = _Attempt()
@@ -294,6 +294,10 @@ class Solver:
         return kept
 
     # -- budget ---------------------------------------------------------------
+    @property
+    def _query_level(self) -> bool:
+        return getattr(self.router, "level", "step") == "query"
+
     def _room(self, tier: int) -> int | None:
         """Tokens `tier` may still decode within the budget (None: no cap).
         The smallest tier is the fallback and never capped."""
@@ -304,7 +308,8 @@ class Solver:
             rooms.append(self.budget.max_large_tokens - self._large_decoded())
         if self.budget.relative is not None:
             top = self.tiers[-1]
-            written = self._attempt.top_tokens
+            # A cascade's attempt may yet be dropped for a shorter one, so only the fixed reference is sure there.
+            written = 0 if self._query_level else self._attempt.top_tokens
             cap = self.budget.relative * 2.0 * top.params * (top.prompt_length() + max(self.budget.reference_tokens, written))
             engine = self.tiers[tier]
             rooms.append(math.floor((cap - self._spent()) / (2.0 * engine.params)) - engine.pending())

@@ -92,7 +92,7 @@ def test_eval_reports_each_configuration_and_reuses_records(tmp_path, tiny_small
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split()[:3] == ["config", "n", "accuracy"]
-    assert [line.split()[0] for line in lines[1:]] == ["small", "large", "steer@0.5", "random@0.5"]
+    assert [line.split()[0] for line in lines[1:]] == ["small", "large", "steer:entropy@0.5", "random@0.5"]  # the signal that ran
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     by = {s["config"]: s for s in summary}
     assert by["large"]["relative_cost"] == pytest.approx(1.0, abs=0.02) and by["large"]["large_step_share"] == 1.0
@@ -114,14 +114,14 @@ def test_eval_rejects_bad_router_specs():
 def test_eval_runs_trim_and_cascade_and_scores_them_against_random(tmp_path, tiny_small, smollm2_path):
     data = tmp_path / "gold.jsonl"
     data.write_text('{"id": "x", "question": "2+2?", "answer": "4"}\n{"id": "y", "question": "3+3?", "answer": "6"}\n')
-    args = ["eval", "--routers", "small,large,trim:verify@0.5,trim@0.5,cascade@0.5", "--data", str(data), "--out", str(tmp_path / "report"),
+    args = ["eval", "--routers", "small,large,trim:verify@0.5,trim:self@0.5,cascade@0.5", "--data", str(data), "--out", str(tmp_path / "report"),
             "--work", str(tmp_path / "work"), "-q", "--max-steps", "2", "--max-step-tokens", "4",
             "--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1", "--n-ctx", "1024"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.stderr
     assert r.stdout.splitlines()[0].split()[-4:] == ["gap", "recovered", "vs", "random"]
     by = {s["config"]: s for s in json.loads((tmp_path / "report" / "summary.json").read_text())}
-    assert set(by) == {"small", "large", "trim:verify@0.5", "trim@0.5", "cascade@0.5"}
+    assert set(by) == {"small", "large", "trim:verify@0.5", "trim:self@0.5", "cascade:answer@0.5"}
     # The random line runs through the small and large points themselves.
     assert by["small"]["vs_random"] == 0 and by["large"]["vs_random"] == pytest.approx(0)
     assert all("cost_se" in s for s in by.values())
