@@ -71,7 +71,8 @@ class Bench:
 
     def path(self, data: str, config: Route) -> Path:
         config, keyed = self.resolve(config), dict(self.fingerprint)
-        # Only the routers that read a signal key on it, so other records stay valid when it changes.
+        # The label already names the signal; it stays in the key too so record files written
+        # before keep their names (and only routers that read a signal key on it).
         if config.router in ROUTER_SIGNALS:
             keyed["signal"] = config.signal
         return records_path(self.work, data, config, keyed)
