@@ -3,16 +3,47 @@ huggingface_hub) happen inside commands so `steer --help` stays instant."""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from steer_cli import __version__
-from steer_cli.commands import models
+from steer_cli.commands import models, pik
 from steer_cli.commands.ask import ask
 from steer_cli.commands.batch import batch
 from steer_cli.commands.calibrate import calibrate
 from steer_cli.commands.evaluate import evaluate
 
+class OneLineErrors(TyperGroup):
+    """A mistyped command line (a word where a number goes, an unknown
+    option) is one line naming it and the help to read, like every other
+    error, instead of a usage panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        from typer.core import _click  # typer vendors click; its exceptions live there
+
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except _click.exceptions.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f"see `{ctx.command_path} --help`" if ctx is not None else "see `steer --help`"
+            print(f"steer: error: {exc.format_message()} ({where})", file=sys.stderr)
+            code = exc.exit_code
+        except typer.Abort:
+            print("steer: interrupted", file=sys.stderr)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="steer",
     help="Local routed reasoning: each step of a solution is written by a small or a large GGUF model, chosen step by step.",
     no_args_is_help=True,
@@ -24,6 +55,7 @@ app.command()(batch)
 app.command("eval")(evaluate)
 app.command()(calibrate)
 app.add_typer(models.app, name="models")
+app.add_typer(pik.app, name="pik")
 
 
 def _version(value: bool) -> None:

@@ -101,6 +101,8 @@ class Engine(Protocol):
 
     def score_text(self, text: str) -> list[float]: ...
 
+    def embed_prompt(self, problem: str) -> np.ndarray: ...
+
 
 def physical_cores() -> int:
     """Physical cores available to this process; llama.cpp gains nothing from SMT."""
@@ -174,6 +176,7 @@ class LlamaEngine:
         self._unclaimed_reuse = 0  # cached prompt tokens, until this model is used
         self._scratch: np.ndarray | None = None  # vocab-sized buffer for the per-token math
         self._params: int | None = None
+        self._embedded: Any = None
         self._chat = self._chat_formatter()
 
     # -- loading -----------------------------------------------------------
@@ -384,6 +387,15 @@ class LlamaEngine:
 
         ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def embed_prompt(self, problem: str) -> np.ndarray:
+        """Mean-pooled hidden state of the rendered problem, from a context of
+        its own (P(IK)'s input); its prefill is counted on this engine."""
+        if self._embedded is None:
+            from steer_cli.pik import Embedded
+
+            self._embedded = Embedded(self, self.options.n_threads or physical_cores())
+        return self._embedded(problem)
 
     def next_token(self) -> NextToken:
         self._sync()

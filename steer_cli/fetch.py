@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -80,6 +81,31 @@ def verify(path: Path, sha256: str | None, size: int | None = None, progress: Pr
         raise SteerError(f"{path.name}: sha256 {digest[:12]}… does not match the expected {sha256[:12]}…", "the file is corrupted; pull it again")
     _marker(path).write_text(f"{_stamp(path)} {digest}\n")
     return digest
+
+
+def content_sha256(path: Path) -> str:
+    """The file's sha256, hashed once per (size, mtime): from its `.verified`
+    marker when steer wrote one, else from a small cache in STEER_HOME (never
+    a file beside the user's own model)."""
+    stamp = _stamp(path)
+    marker = _marker(path)
+    if marker.is_file():
+        recorded = marker.read_text().split()
+        if recorded[:2] == stamp.split() and len(recorded) > 2:
+            return recorded[2]
+    cache = steer_home() / "hashes.json"
+    try:
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    key = f"{path.resolve()} {stamp}"
+    if key not in known:
+        known[key] = sha256_file(path)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, cache)
+    return known[key]
 
 
 # -- locating what is already here -------------------------------------------

@@ -42,6 +42,7 @@ class Sources(_Strict):
     hf: HfSource | None = None
     pypi: PypiSource | None = None
     path: str | None = None
+    sha256: str | None = Field(default=None, pattern=SHA256)  # of the file under `path`, checked by `models verify`
 
 
 class ModelEntry(_Strict):
@@ -56,7 +57,7 @@ class ModelEntry(_Strict):
     @property
     def sha256(self) -> str | None:
         s = self.sources
-        return (s.hf.sha256 if s.hf else None) or (s.pypi.sha256 if s.pypi else None)
+        return (s.hf.sha256 if s.hf else None) or (s.pypi.sha256 if s.pypi else None) or s.sha256
 
 
 class Defaults(_Strict):
@@ -135,6 +136,12 @@ def user_yaml(config: Path | None = None) -> Path | None:
 def _read(path: Path) -> RegistryFile:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start})", "re-save it as UTF-8") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a models.yaml", "pass the path of a YAML file") from None
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}", "pass an existing models.yaml, or leave --config out") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

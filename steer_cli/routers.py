@@ -11,11 +11,14 @@ import math
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from collections.abc import Callable
 
 from steer_cli.errors import UsageError
 from steer_cli.signals import SIGNALS, NextToken, confidence
+
+if TYPE_CHECKING:
+    from steer_cli.pik import PikModel
 
 
 @dataclass(frozen=True)
@@ -142,14 +145,25 @@ class TrimRouter:
 class CascadeRouter:
     """Confidence cascade (arXiv 2602.22090), query level: a tier's whole
     answer is kept when its answer confidence P(T) reaches the threshold,
-    else the next tier solves the problem afresh."""
+    else the next tier solves the problem afresh. With a P(IK) classifier,
+    a query it judges hopeless for the smallest tier (P(IK) below
+    `pik_threshold`) skips that tier before it spends anything."""
 
     threshold: float
+    pik: PikModel | None = None
+    pik_threshold: float = 0.0
     name: str = "cascade"
     level: str = "query"
 
     def decide(self, point: DecisionPoint) -> Decision:
         return Decision(tier=0)
+
+    def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
+        """The tier that answers first: 0, or 1 when P(IK) says tier 0 will not know."""
+        if self.pik is None or n_tiers < 2:
+            return Decision(tier=0)
+        score = round(self.pik.predict(embed(), problem), 6)
+        return Decision(tier=0 if score >= self.pik_threshold else 1, score=score)
 
     def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision:
         score = 0.0 if confidence is None else confidence
@@ -181,14 +195,23 @@ class Route:
     router: str
     threshold: float | None = None
     signal: str | None = None
+    pik: float | None = None  # cascade only: the P(IK) threshold, None = no P(IK)
 
     @property
     def label(self) -> str:
         name = self.router if self.signal is None else f"{self.router}:{self.signal}"
-        return name if self.threshold is None else f"{name}@{self.threshold:g}"
+        name = name if self.threshold is None else f"{name}@{self.threshold:g}"
+        return name if self.pik is None else f"{name}+pik@{self.pik:g}"
 
-    def build(self, seed: int = 0) -> Router:
-        return make_router(self.router, self.threshold, self.signal, seed)
+    def build(self, seed: int = 0, pik: PikModel | None = None) -> Router:
+        if self.pik is not None and pik is None:
+            raise UsageError(f"{self.label} needs a P(IK) classifier", "pass --pik FILE (from `steer pik train`)")
+        router = make_router(self.router, self.threshold, self.signal, seed)
+        if self.pik is not None and isinstance(router, CascadeRouter):
+            if not 0.0 <= self.pik <= 1.0:
+                raise UsageError(f"P(IK) threshold {self.pik:g} is outside [0, 1]", "pass a value like 0.2")
+            router.pik, router.pik_threshold = pik, self.pik
+        return router
 
 
 def fill(route: Route, defaults) -> Route:
@@ -196,10 +219,12 @@ def fill(route: Route, defaults) -> Route:
     (then the router's own), so a label always says what actually ran."""
     if route.router in ("small", "large"):
         return Route(route.router)
+    if route.pik is not None and route.router != "cascade":
+        raise UsageError(f"router {route.router} does not read P(IK)", "use +pik with cascade only, e.g. cascade@0.999+pik@0.2")
     threshold = route.threshold
     if threshold is None:
         threshold = defaults.thresholds.get(route.router, DEFAULT_THRESHOLDS.get(route.router))
-    return Route(route.router, threshold, route.signal or defaults.signals.get(route.router) or default_signal(route.router))
+    return Route(route.router, threshold, route.signal or defaults.signals.get(route.router) or default_signal(route.router), route.pik)
 
 
 def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:

@@ -1,9 +1,11 @@
 """Resumable runs over many problems: one JSON line out per line in.
 
 Each result is appended and flushed as soon as it exists, so `kill -9` loses
-at most the problem in flight; a rerun reads the output, skips every id
-already there and trims a torn last line. Malformed input lines become error
-records naming the line and the reason, and the run goes on.
+at most the problem in flight; a rerun reads the output (refusing a file that
+is not steer's before touching it), skips every row already answered (by id
+and content, never by line number), retries error records and trims a torn
+last line. Malformed input lines become error records naming the line and the
+reason, and the run goes on.
 """
 
 from __future__ import annotations
@@ -13,74 +15,60 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-from collections.abc import Iterable, Iterator
-
 from steer_cli.answers import answers_match, gold_answer
+from steer_cli.datasets import Item
 from steer_cli.errors import UsageError
 from steer_cli.solver import Result, Solved, Solver
 
 
-@dataclass(frozen=True)
-class Item:
-    """One input line: a problem to solve, or the reason it cannot be."""
-
-    id: str
-    line: int
-    question: str | None = None
-    answer: str | None = None
-    error: str | None = None
-
-
-def parse_lines(lines: Iterable[str]) -> Iterator[Item]:
-    seen: set[str] = set()
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield Item(id=f"line-{n}", line=n, error=f"line {n}: not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(row, dict):
-            yield Item(id=f"line-{n}", line=n, error=f"line {n}: expected a JSON object, got {type(row).__name__}")
-            continue
-        item_id = str(row["id"]) if row.get("id") is not None else f"line-{n}"
-        question = row.get("question") or row.get("problem") or row.get("prompt")
-        if item_id in seen:
-            yield Item(id=f"line-{n}", line=n, error=f"line {n}: duplicate id {item_id!r}")
-            continue
-        seen.add(item_id)
-        if not isinstance(question, str) or not question.strip():
-            yield Item(id=item_id, line=n, error=f"line {n}: no 'question', 'problem' or 'prompt' text")
-            continue
-        answer = row.get("answer")
-        yield Item(id=item_id, line=n, question=question, answer=None if answer is None else str(answer))
+def batch_key(item: Item) -> str:
+    """What a batch result is found by on resume: the row's id (given, or
+    derived from its content) and its content, so an edited row is solved
+    again and an inserted row never takes another row's result."""
+    return f"{item.id}:{item.key}"
 
 
 def read_done(path: Path) -> dict[str, dict]:
-    """Records already in an output file, by id. A torn last line (the
-    process died mid-write) is cut off so appending starts clean."""
+    """Finished results already in an output file, by batch key. The file
+    must be a steer result file, checked before anything is changed; then a
+    torn last line (the process died mid-write) is cut off so appending
+    starts clean. Error records are not finished: a rerun retries them."""
     if not path.exists():
         return {}
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a directory", "pass a file path for the results, e.g. -o results.jsonl")
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with path.open("r+b") as f:
-            f.truncate(keep)
     done: dict[str, dict] = {}
-    for n, line in enumerate(data[:keep].decode("utf-8").splitlines(), 1):
+    for n, line in enumerate(data[:keep].decode("utf-8", "replace").splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise UsageError(f"{path} line {n} is not a result record", "pass a different -o file, or remove that line") from None
-        done[str(record.get("id"))] = record
+        record = _record(line)
+        if record is None:
+            raise UsageError(f"-o {path} is not a steer result file (line {n} is not a result record)", "pass a new or earlier `steer batch` output file")
+        if "error" not in record and "key" in record:
+            done[record["key"]] = record
+    torn = data[keep:]
+    if torn.strip():
+        if not torn.startswith(b'{"id":'):
+            raise UsageError(f"-o {path} is not a steer result file (its last line is not a result record)", "pass a new or earlier `steer batch` output file")
+        with path.open("r+b") as f:
+            f.truncate(keep)
     return done
 
 
-def result_record(item: Item, result: Result) -> dict:
-    record = {"id": item.id, **result.to_dict()}
+def _record(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or "id" not in record or not ("steps" in record or "error" in record):
+        return None
+    return record
+
+
+def result_record(item: Item, result: Result, key: str | None = None) -> dict:
+    record = {"id": item.id, **({"key": key} if key else {}), **result.to_dict()}
     if item.answer is not None:
         gold = gold_answer(item.answer)
         record["gold"] = gold
@@ -88,8 +76,8 @@ def result_record(item: Item, result: Result) -> dict:
     return record
 
 
-def error_record(item: Item) -> dict:
-    return {"id": item.id, "line": item.line, "error": item.error}
+def error_record(item: Item, error: str | None = None) -> dict:
+    return {"id": item.id, "line": item.line, "error": error or item.error}
 
 
 def solve_one(solver: Solver, question: str) -> Result:
@@ -107,8 +95,8 @@ def open_output(path: Path | None) -> tuple[IO[str], dict[str, dict]]:
         import sys
 
         return sys.stdout, {}
-    path.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     return open(path, "a", encoding="utf-8"), done
 
 

@@ -75,6 +75,9 @@ class Result:
         record = asdict(self)
         for step in record["steps"] + record["drafts"]:
             del step["token_logprobs"], step["token_ends"]
+            # The live view's names; `score` and `mean_logprob` stay as aliases for one release.
+            step["confidence"] = round(math.exp(step["mean_logprob"]), 5)
+            step["route_score"] = step["score"]
         return record
 
 
@@ -126,6 +129,12 @@ class _Attempt:
     def text(self) -> str:
         return "".join(s.text for s in self.steps)
 
+    @property
+    def answer(self) -> str | None:
+        """Only a solution that ended by itself may offer its last number as
+        the answer; one cut off mid-sentence ("1. First,") must state it."""
+        return extract_answer(self.text, last_number=self.finish == "eos")
+
 
 class Solver:
     def __init__(self, tiers: list[Engine], router: Router, limits: StepLimits | None = None, budget: Budget | None = None) -> None:
@@ -144,6 +153,7 @@ class Solver:
         self._drafts: list[Step] = []
         self._attempts: list[dict] = []
         self._attempt = _Attempt()
+        self._pik: float | None = None
         started = time.perf_counter()
         for tier in self.tiers:
             tier.start(problem)
@@ -152,10 +162,11 @@ class Solver:
         else:
             attempt = _Attempt()
             yield from self._run_steps(attempt, list(range(len(self.tiers))))
-        result = Result(problem, extract_answer(attempt.text), attempt.steps, attempt.finish, self.router.name)
-        result.cost = self._cost(attempt, time.perf_counter() - started)
+        result = Result(problem, attempt.answer, attempt.steps, attempt.finish, self.router.name)
+        loading = sum(s.load_s for s in self._since())  # a one-off, not the problem's cost
+        result.cost = self._cost(attempt, time.perf_counter() - started - loading)
         result.budget_bound = self._bound
-        result.answer_confidence = answer_confidence(attempt.steps)
+        result.answer_confidence = answer_confidence(attempt.steps, attempt.finish == "eos")
         result.drafts = self._drafts
         result.attempts = self._attempts
         yield Solved(result)
@@ -271,7 +282,13 @@ class Solver:
         an answer whose confidence P(T) is high enough, else the next tier
         re-solves. A larger tier the budget cannot afford is not tried."""
         kept: _Attempt | None = None
-        for tier in range(len(self.tiers)):
+        first = self.router.first_tier(lambda: self.tiers[0].embed_prompt(self._problem), self._problem, len(self.tiers))
+        if first.tier > 0:
+            self._attempts.append({"tier": 0, "model": self.tiers[0].name, "skipped": True, "pik": first.score})
+            yield Discarded([], first.score, first.tier)
+        elif first.score is not None:
+            self._pik = first.score
+        for tier in range(first.tier, len(self.tiers)):
             room = self._room(tier) if tier > 0 else None
             if room is not None and room < 1:
                 self._bound = True
@@ -279,13 +296,13 @@ class Solver:
             attempt = _Attempt()
             yield from self._run_steps(attempt, [tier])
             if kept is not None:
-                if extract_answer(attempt.text) is None and extract_answer(kept.text) is not None:
+                if attempt.answer is None and kept.answer is not None:
                     self._drafts.extend(attempt.steps)  # a budget-cut attempt with no answer
                     break
                 self._drafts.extend(kept.steps)
             kept = attempt
-            confidence = answer_confidence(attempt.steps)
-            self._attempts.append({"tier": tier, "model": self.tiers[tier].name, "answer": extract_answer(attempt.text), "confidence": confidence})
+            confidence = answer_confidence(attempt.steps, attempt.finish == "eos")
+            self._attempts.append({"tier": tier, "model": self.tiers[tier].name, "answer": attempt.answer, "confidence": confidence, **({"pik": self._pik} if tier == 0 and self._pik is not None else {})})
             decision = self.router.keep(confidence, tier, len(self.tiers))
             if decision.tier == tier or tier == len(self.tiers) - 1:
                 break
@@ -344,11 +361,11 @@ class Solver:
         return Cost.of(models, self.tiers[-1].prompt_length() + attempt.top_tokens, self.tiers[-1].params, wall_s)
 
 
-def answer_confidence(steps: list[Step]) -> float | None:
+def answer_confidence(steps: list[Step], last_number: bool = True) -> float | None:
     """P(T): the joint probability of the tokens that spell the final answer
     (the cascade paper's answer confidence), None when there is no answer."""
     text = "".join(s.text for s in steps)
-    span = answer_span(text)
+    span = answer_span(text, last_number)
     if span is None:
         return None
     start, end = span

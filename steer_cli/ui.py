@@ -65,22 +65,24 @@ def _badge(index: int, tier: int, model: str, score: float | None) -> Text:
     badge = Text(f" {index + 1:>2} ", style="bold reverse")
     badge.append(f" {model} ", style=f"bold {TIER_STYLES[tier % len(TIER_STYLES)]}")
     if score is not None:
-        badge.append(f"route {score:.2f} ", style="dim")
+        badge.append(f"route_score {score:.2f} ", style="dim")
     return badge
 
 
 def render_step(step: Step) -> Text:
     conf = step_confidence(step)
     line = _badge(step.index, step.tier, step.model, step.score)
-    line.append(f"conf {conf:.2f}  ", style=confidence_style(conf))
+    line.append(f"confidence {conf:.2f}  ", style=confidence_style(conf))
     line.append(printable(step.text.strip()), style=confidence_style(conf))
     return line
 
 
 def render_discarded(event: Discarded) -> Text:
     """A rejected draft (TRIM) or a whole answer (cascade), struck through."""
-    line = Text("  ✗ ", style="bold red")
     score = "-" if event.score is None else f"{event.score:.2f}"
+    if not event.steps:  # P(IK) sent the query past a tier before it wrote anything
+        return Text(f"  ↷ P(IK) {score}: tier {event.to_tier} skipped, tier {event.to_tier + 1} solves the problem", style="dim")
+    line = Text("  ✗ ", style="bold red")
     line.append(f"{event.steps[0].model} discarded (score {score}), tier {event.to_tier + 1} takes over: ", style="dim")
     line.append(printable(" ".join(s.text.strip() for s in event.steps))[:200], style="dim strike")
     return line
@@ -107,6 +109,21 @@ def summary(result: Result) -> Text:
         style="dim",
     )
     return text
+
+
+_UNANSWERED = {
+    "context": "the transcript outgrew the context window (raise --n-ctx or n_ctx in models.yaml, or shorten the problem)",
+    "max_tokens": "the solution reached the per-problem token limit before stating an answer (raise --max-steps or --max-step-tokens)",
+    "max_steps": "the solution reached --max-steps before stating an answer (raise --max-steps)",
+    "repetition": "the model started repeating itself before stating an answer",
+}
+
+
+def why_unanswered(result: Result) -> str:
+    """One line on why a solution has no answer, with what to change."""
+    if result.finish in _UNANSWERED:
+        return _UNANSWERED[result.finish]
+    return "the model finished without stating a final answer (try --router large, or another model)"
 
 
 def show(events: Iterable[Event], console: Console, live: bool | None = None) -> Iterator[Event]:

@@ -107,3 +107,13 @@ class ScriptedEngine:
         self._evaluate()
         p = self.verify_probs.pop(0) if self.verify_probs else 0.5
         return [math.log(p)] * len(text)
+
+    def embed_prompt(self, problem: str):
+        """A fixed 'hidden state' per problem: its first character's code and
+        length; the prompt's reading is counted like a prefill."""
+        import numpy as np
+
+        self.embedded = getattr(self, "embedded", 0) + 1
+        self.stats.evaluated_tokens += len(problem)
+        self.stats.prefill_tokens += len(problem)
+        return np.array([float(ord(problem[0])), float(len(problem))])

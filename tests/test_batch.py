@@ -38,19 +38,24 @@ def test_malformed_lines_become_error_records_and_the_run_goes_on(tmp_path, tiny
     assert "correct" not in records[2]  # no gold, no grade
 
 
-def test_strict_stops_at_the_first_bad_line_keeping_what_was_written(tmp_path, tiny_small, tiny_large):
+def test_strict_refuses_a_bad_line_before_solving_and_keeps_what_was_written(tmp_path, tiny_small, tiny_large):
     src = tmp_path / "in.jsonl"
-    src.write_text('{"id": "a", "question": "2+2?"}\n{"id": "b"}\n{"id": "c", "question": "3+3?"}\n')
+    src.write_text('{"id": "a", "question": "2+2?"}\n')
     out = tmp_path / "out.jsonl"
-    r = runner.invoke(app, ["batch", str(src), "-o", str(out), "-q", "--strict", "--max-steps", "1", "--max-step-tokens", "2", *models(tiny_small, tiny_large)])
+    args = ["batch", str(src), "-o", str(out), "-q", "--strict", "--max-steps", "1", "--max-step-tokens", "2", *models(tiny_small, tiny_large)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = out.read_bytes()
+    src.write_text('{"id": "a", "question": "2+2?"}\n{"id": "b"}\n{"id": "c", "question": "3+3?"}\n')
+    r = runner.invoke(app, args)
     assert r.exit_code == 2 and "line 2: no 'question'" in r.stderr
-    assert [rec["id"] for rec in read(out)] == ["a"]
+    assert out.read_bytes() == before  # nothing solved, nothing lost
 
 
 def test_stdin_to_stdout_is_pure_jsonl(tiny_small, tiny_large):
     r = runner.invoke(app, ["batch", "-", "-q", "--max-steps", "1", "--max-step-tokens", "2", *models(tiny_small, tiny_large)], input='{"question": "2+2?"}\n{"question": "3+3?"}\n')
     assert r.exit_code == 0, r.stderr
-    assert [json.loads(line)["id"] for line in r.stdout.splitlines()] == ["line-1", "line-2"]
+    ids = [json.loads(line)["id"] for line in r.stdout.splitlines()]
+    assert len(set(ids)) == 2 and all(i.startswith("sha-") for i in ids)  # rows without ids are known by content
 
 
 def test_a_torn_last_line_is_trimmed_and_the_rest_resumed(tmp_path, tiny_small, tiny_large):
@@ -119,11 +124,13 @@ def test_eval_runs_trim_and_cascade_and_scores_them_against_random(tmp_path, tin
             "--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1", "--n-ctx", "1024"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.splitlines()[0].split()[-4:] == ["gap", "recovered", "vs", "random"]
+    assert "vs random (FLOPs) [95% CI]" in r.stdout.splitlines()[0]
     by = {s["config"]: s for s in json.loads((tmp_path / "report" / "summary.json").read_text())}
     assert set(by) == {"small", "large", "trim:verify@0.5", "trim:self@0.5", "cascade:answer@0.5"}
     # The random line runs through the small and large points themselves.
-    assert by["small"]["vs_random"] == 0 and by["large"]["vs_random"] == pytest.approx(0)
+    assert by["small"]["vs_random"]["diff"] == 0 and by["large"]["vs_random"]["diff"] == pytest.approx(0)
+    assert by["trim:verify@0.5"]["vs_random"]["low"] <= by["trim:verify@0.5"]["vs_random"]["diff"] <= by["trim:verify@0.5"]["vs_random"]["high"]
+    assert by["small"]["reference"] == "measured" and by["large"]["time_cost"] == pytest.approx(1.0)
     assert all("cost_se" in s for s in by.values())
-    records = {p.name.split("-")[1]: read(p) for p in (tmp_path / "work").iterdir()}
+    records = {p.name.rsplit("-", 1)[0]: read(p) for p in (tmp_path / "work").iterdir()}
     assert all("attempts" in rec and len(rec["attempts"]) >= 1 for rec in records["cascade:answer@0.5"])

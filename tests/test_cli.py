@@ -15,9 +15,15 @@ def ask(*args, input=None):
     return runner.invoke(app, ["ask", *args], input=input)
 
 
+def assert_finished(r):
+    """Solved: an answer (exit 0), or, as random-weight models often do, none,
+    said in one line (exit 1) with the JSON or steps still written."""
+    assert r.exit_code == 0 or (r.exit_code == 1 and "steer: no answer: " in r.stderr), (r.exit_code, r.stderr)
+
+
 def test_json_goes_to_stdout_and_steps_to_stderr(tiny_small, tiny_large):
     r = ask("What is 2 + 2?", "--small", str(tiny_small), "--large", str(tiny_large), "--router", "random", "-t", "0.5", "--json", *FAST)
-    assert r.exit_code == 0, r.stderr
+    assert_finished(r)
     out = json.loads(r.stdout)  # stdout is exactly one JSON object
     assert out["problem"] == "What is 2 + 2?"
     assert len(out["steps"]) == 3
@@ -31,9 +37,11 @@ def test_json_goes_to_stdout_and_steps_to_stderr(tiny_small, tiny_large):
 
 def test_stdin_dash_and_quiet(tiny_small, tiny_large):
     r = ask("-", "--small", str(tiny_small), "--large", str(tiny_large), "--router", "large", "-q", *FAST, input="Add 3 and 4.\n")
-    assert r.exit_code == 0, r.stderr
-    assert r.stderr == ""
-    assert r.stdout.count("\n") == 1  # just the answer line
+    assert_finished(r)
+    if r.exit_code == 0:
+        assert r.stderr == "" and r.stdout.count("\n") == 1  # just the answer line
+    else:
+        assert r.stdout == "" and r.stderr.count("\n") == 1  # just why there is none
     r = ask("-", "--small", str(tiny_small), "--large", str(tiny_large), "-q", "--json", *FAST, input="Add 3 and 4.\n")
     assert json.loads(r.stdout)["problem"] == "Add 3 and 4."
 
@@ -89,7 +97,7 @@ def test_models_pull_unknown_name_fails_before_any_download():
 
 def test_max_large_tokens_caps_the_large_model_and_is_reported(tiny_small, tiny_large):
     r = ask("2+2?", "--small", str(tiny_small), "--large", str(tiny_large), "--router", "large", "--max-large-tokens", "3", "--json", "-q", *FAST)
-    assert r.exit_code == 0, r.stderr
+    assert_finished(r)
     out = json.loads(r.stdout)
     assert out["cost"]["models"][1]["decoded_tokens"] == 3 and out["budget_bound"] is True
     assert [s["tier"] for s in out["steps"]] == [1, 0, 0]
@@ -109,7 +117,7 @@ def three_tiers(tmp_path, monkeypatch, tiny_small, tiny_large, smollm2_path):
 def test_cascade_escalates_a_whole_answer_through_three_real_tiers(three_tiers):
     # Threshold 1: no answer is ever sure enough, so every tier solves it and the top one is kept.
     r = ask("What is 2 + 2?", *three_tiers, "--router", "cascade", "-t", "1", "--json", "--max-steps", "2", "--max-step-tokens", "6", "--delimiter", "")
-    assert r.exit_code == 0, r.stderr
+    assert_finished(r)
     out = json.loads(r.stdout)
     assert {s["model"] for s in out["steps"]} == {"t2"}
     assert [d["model"] for d in out["drafts"]] == ["t0", "t0", "t1", "t1"]
@@ -119,7 +127,7 @@ def test_cascade_escalates_a_whole_answer_through_three_real_tiers(three_tiers):
 
 def test_trim_verify_rewrites_rejected_drafts_a_tier_up(three_tiers):
     r = ask("What is 2 + 2?", *three_tiers, "--router", "trim", "--signal", "verify", "-t", "1", "--json", "--max-steps", "2", "--max-step-tokens", "5", "--delimiter", "")
-    assert r.exit_code == 0, r.stderr
+    assert_finished(r)
     out = json.loads(r.stdout)
     assert [s["model"] for s in out["steps"]] == ["t2", "t2"]
     assert [d["model"] for d in out["drafts"]] == ["t0", "t1", "t0", "t1"]
@@ -131,7 +139,7 @@ def test_trim_verify_rewrites_rejected_drafts_a_tier_up(three_tiers):
 
 def test_budget_flag_binds_and_is_reported(tiny_small, smollm2_path):
     r = ask("2+2?", "--small", str(tiny_small), "--large", str(smollm2_path), "--router", "large", "--budget", "0.05", "--json", "-q", *FAST)
-    assert r.exit_code == 0, r.stderr
+    assert_finished(r)
     out = json.loads(r.stdout)
     assert out["budget_bound"] is True and {s["model"] for s in out["steps"]} == {"tiny-small"}
     bad = ask("2+2?", "--small", str(tiny_small), "--large", str(smollm2_path), "--budget", "-1", *FAST)

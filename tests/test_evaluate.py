@@ -4,21 +4,31 @@ import random
 
 import pytest
 
-from steer_cli.evaluate import Summary, add_baselines, ratio_se
+from steer_cli.stats import Summary, add_baselines, ratio_se
 
 
 def summary(config, accuracy, cost):
-    return Summary(config, 100, int(accuracy * 100), accuracy, 0, 1, cost, 0.0, cost, 0, 0, 0, 0)
+    return Summary(config, 100, int(accuracy * 100), accuracy, 0, 1, cost, 0.0, cost, None, "estimated", 0, 0, 0, 0)
 
 
-def test_random_line_and_gap_recovered():
+def outcomes(right: int, n: int = 100) -> dict[str, bool]:
+    return {f"p{i}": i < right for i in range(n)}
+
+
+def test_random_line_gap_recovered_and_paired_intervals():
     rows = [summary("small", 0.30, 0.35), summary("large", 0.60, 1.00), summary("cascade@0.9", 0.50, 0.675), summary("steer@0.3", 0.33, 0.99)]
-    add_baselines(rows)
+    right = {"small": outcomes(30), "large": outcomes(60), "cascade@0.9": outcomes(50), "steer@0.3": outcomes(33)}
+    add_baselines(rows, right)
     by = {s.config: s for s in rows}
-    assert by["small"].vs_random == 0 and by["large"].vs_random == pytest.approx(0)
+    assert by["small"].vs_random.diff == 0 and by["large"].vs_random.diff == pytest.approx(0)
     # Half way in cost between small and large, random query routing scores 45%.
-    assert by["cascade@0.9"].vs_random == pytest.approx(0.05) and by["cascade@0.9"].gap_recovered == pytest.approx(2 / 3)
-    assert by["steer@0.3"].vs_random == pytest.approx(0.33 - (0.30 + 0.64 / 0.65 * 0.30))
+    assert by["cascade@0.9"].vs_random.diff == pytest.approx(0.05) and by["cascade@0.9"].gap_recovered == pytest.approx(2 / 3)
+    assert by["steer@0.3"].vs_random.diff == pytest.approx(0.33 - (0.30 + 0.64 / 0.65 * 0.30))
+    # Paired: cascade is right on a superset of small's problems, 20 more of 100.
+    vs_small = by["cascade@0.9"].vs_small
+    assert vs_small.diff == pytest.approx(0.20) and vs_small.low > 0.1 and vs_small.high < 0.3 and vs_small.n == 100
+    assert by["steer@0.3"].vs_small.low < 0 < by["steer@0.3"].vs_small.high  # 3 more of 100: noise
+    assert "[" in str(vs_small) and str(vs_small).startswith("+20.0%")
 
 
 def test_no_baseline_without_small_and_large():

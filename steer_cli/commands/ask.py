@@ -22,6 +22,8 @@ def ask(
     tiers: common.Tiers = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (steps, answer, cost) to stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")] = False,
+    pik: common.Pik = None,
+    pik_threshold: common.PikThreshold = None,
     budget: common.BudgetCap = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
@@ -42,9 +44,14 @@ def ask(
 
         text = common.read_problem(problem)
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        registry, engines = engine_args.load()
-        chosen = common.route(router, threshold, signal, registry.defaults)
-        events = Solver(engines, chosen.build(seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults)).solve(text)
+        registry = engine_args.registry()
+        classifier = common.load_pik(pik)
+        chosen = common.route(router, threshold, signal, registry.defaults, classifier, pik_threshold)
+        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
+        caps = common.budget(max_large_tokens, budget, registry.defaults)
+        engines = engine_args.engines(registry)
+        common.check_pik(classifier, engines)
+        events = Solver(engines, chosen.build(seed, classifier), limits, caps).solve(text)
         if not quiet:
             console = ui.stderr_console()
             console.print(ui.legend(chosen.router, chosen.threshold, chosen.signal))
@@ -53,5 +60,8 @@ def ask(
         if as_json:
             json.dump(result.to_dict(), sys.stdout, ensure_ascii=False)
             sys.stdout.write("\n")
-        else:
-            print(result.answer if result.answer is not None else "")
+        elif result.answer is not None:
+            print(result.answer)
+        if result.answer is None:
+            print(f"steer: no answer: {ui.why_unanswered(result)}", file=sys.stderr)
+            raise typer.Exit(1)

@@ -23,6 +23,8 @@ def batch(
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
+    pik: common.Pik = None,
+    pik_threshold: common.PikThreshold = None,
     budget: common.BudgetCap = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
@@ -38,23 +40,37 @@ def batch(
 ) -> None:
     """Solve every line of INPUT; one JSON result per line, flushed as it completes."""
     with boundary():
-        from steer_cli import runs, ui
+        from steer_cli import datasets, runs, ui
         from steer_cli.solver import Solver
 
-        items = list(runs.parse_lines(_read_lines(input)))
+        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
+        registry = engine_args.registry()
+        classifier = common.load_pik(pik)
+        chosen = common.route(router, threshold, signal, registry.defaults, classifier, pik_threshold)
+        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
+        caps = common.budget(max_large_tokens, budget, registry.defaults)
         out_path = None if output in (None, "-") else Path(output)
+        if out_path is not None and input != "-" and out_path.resolve() == Path(input).resolve():
+            raise common.UsageError(f"-o {output} is the input file", "write the results to another file, e.g. -o results.jsonl")
+        items = datasets.load(input)
+        if strict:
+            bad = next((i for i in items if i.error is not None), None)
+            if bad is not None:
+                raise common.UsageError(bad.error, "fix that line, or drop --strict to record it and go on")
         out, done = runs.open_output(out_path)
         tally = runs.Tally()
+        todo = []
         for item in items:
-            if item.id in done:
-                tally.add(done[item.id])
-        todo = [item for item in items if item.id not in done]
+            record = done.get(runs.batch_key(item)) if item.error is None else None
+            if record is not None:
+                tally.add(record)
+            else:
+                todo.append(item)
         solver = None
         if any(item.error is None for item in todo):
-            engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-            registry, engines = engine_args.load()
-            chosen = common.route(router, threshold, signal, registry.defaults)
-            solver = Solver(engines, chosen.build(seed), common.step_limits(max_steps, max_step_tokens, delimiter), common.budget(max_large_tokens, budget, registry.defaults))
+            engines = engine_args.engines(registry)
+            common.check_pik(classifier, engines)
+            solver = Solver(engines, chosen.build(seed, classifier), limits, caps)
         try:
             # Results on a terminal's stdout: keep the bar from drawing over them.
             hide = quiet or (out is sys.stdout and sys.stdout.isatty())
@@ -62,12 +78,10 @@ def batch(
                 progress.update(tally.done, tally.line())
                 for item in todo:
                     if item.error is not None:
-                        if strict:
-                            raise common.UsageError(item.error, "fix that line, or drop --strict to record it and go on")
                         record = runs.error_record(item)
                         print(f"steer: {item.error}", file=sys.stderr)
                     else:
-                        record = runs.result_record(item, runs.solve_one(solver, item.question))
+                        record = runs.result_record(item, runs.solve_one(solver, item.question), runs.batch_key(item))
                     runs.append(out, record)
                     tally.add(record)
                     progress.update(tally.done, tally.line())
@@ -79,13 +93,3 @@ def batch(
             print(f"steer: {tally.done}/{len(items)} done · {tally.line()}", file=sys.stderr)
         if tally.failed:
             raise typer.Exit(1)
-
-
-def _read_lines(source: str) -> list[str]:
-    if source == "-":
-        return sys.stdin.read().splitlines()
-    path = Path(source)
-    if not path.is_file():
-        raise common.UsageError(f"input file not found: {source}", "pass a JSONL file, or - to read stdin")
-    return path.read_text(encoding="utf-8").splitlines()
-

@@ -44,6 +44,7 @@ def calibrate(
     """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it."""
     with boundary():
         from steer_cli import calibrate as cal
+        from steer_cli import datasets, stats
         from steer_cli import evaluate as ev
         from steer_cli import ui
         from steer_cli.registry import load_registry, save_user_defaults
@@ -55,44 +56,45 @@ def calibrate(
         if name not in THRESHOLDED:
             raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        items = common.labelled_items(data, limit, need_gold=False)
+        registry = engine_args.registry()
+        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
+        items = datasets.problems(data, limit)
         held = _heldout_items(heldout, heldout_limit, data, limit)
-        bench = common.bench(engine_args, common.step_limits(max_steps, max_step_tokens, delimiter), work)
+        bench = common.bench(engine_args, limits, work, registry=registry)
         chosen = bench.resolve(Route(name, None, ev.signal_for(name, signal))).signal
         log = ui.stderr_console()
+        small_done: dict[str, dict] = {}  # problem key -> small-only record
+        greedy = temperature == 0  # only then is a routed run its small-only run up to the first escalation
 
-        small_runs: dict[str, dict[str, dict]] = {}  # source -> id -> small-only record
-
-        def run(cfg: Route, source: str, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
+        def run(cfg: Route, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
             reuse = None
-            if cfg.router != "small":  # problems its small-only trace shows never escalating are that run
-                if any(p.id not in small_runs.get(source, {}) for p in problems):
-                    run(Route("small"), source, problems, what)  # with its own progress bar: it is the long part
-                small_done = small_runs[source]
+            if cfg.router != "small" and greedy:  # problems whose small-only trace never escalates are that run
+                if any(p.key not in small_done for p in problems):
+                    run(Route("small"), problems, what)  # with its own progress bar: it is the long part
 
                 def reuse(item):
-                    record = small_done[item.id]
+                    record = small_done[item.key]
                     return {**record, "router": cfg.router, "reused": "small"} if cal.stays_small(cfg.router, chosen, cfg.threshold, record) else None
 
             with ui.Counter(f"{what} {cfg.label}", len(problems), quiet=quiet, every=10, transient=True) as bar:
                 ticks = iter(range(1, len(problems) + 1))
-                records = bench.records(source, cfg, problems, lambda: bar.update(next(ticks)), reuse)
+                records = bench.records(cfg, problems, lambda: bar.update(next(ticks)), reuse)
             if cfg.router == "small":
-                small_runs.setdefault(source, {}).update((r["id"], r) for r in records)
-            s = ev.summarize(cfg, records)
+                small_done.update((r["key"], r) for r in records)
+            s = stats.summarize(cfg.label, records)
             probe = cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.relative_cost, cal.accuracy(records), s.n, s.cost_se)
             if not quiet:
                 log.print(f"steer: {what} {cfg.label}: {_line(probe)}", highlight=False)
             return probe, records
 
-        floor, small_records = run(Route("small"), data, items, "calibration")
+        floor, small_records = run(Route("small"), items, "calibration")
         scores = cal.scores_of(name, chosen, small_records)
         outcome = cal.search(
-            lambda t: run(Route(name, t, chosen), data, items, "calibration")[0],
+            lambda t: run(Route(name, t, chosen), items, "calibration")[0],
             target_cost, floor.cost, lambda f: cal.quantile(scores, f), tolerance, max_rounds,
             cal.decisions_per_query(name, small_records),
         )
-        check = run(Route(name, outcome.best.threshold, chosen), heldout, held, "held-out")[0] if held else None
+        check = run(Route(name, outcome.best.threshold, chosen), held, "held-out")[0] if held else None
         saved = None
         if not dry_run:
             saved = save_user_defaults({"thresholds": {name: outcome.best.threshold}, "signals": {name: chosen}} if chosen else {"thresholds": {name: outcome.best.threshold}}, config)
@@ -103,11 +105,13 @@ def calibrate(
 def _heldout_items(heldout: str, heldout_limit: int, data: str, limit: int) -> list:
     """Held-out problems, disjoint from the calibration ones: from the same
     file they are the ones after the calibration slice."""
+    from steer_cli import datasets
+
     if heldout == "none":
         return []
     if heldout == data:
-        return common.labelled_items(data, limit + heldout_limit, need_gold=False)[limit:]
-    return common.labelled_items(heldout, heldout_limit, need_gold=False)
+        return datasets.problems(data, limit + heldout_limit)[limit:]
+    return datasets.problems(heldout, heldout_limit)
 
 
 def _warn_if_loose(best, tolerance: float) -> None:

@@ -38,7 +38,9 @@ def read_problem(problem: str | None) -> str:
     if problem is None or problem == "-":
         if problem is None and sys.stdin.isatty():
             raise UsageError("no problem given", 'pass it as an argument: steer ask "…", or pipe it: echo "…" | steer ask -')
-        problem = sys.stdin.read()
+        from steer_cli.datasets import decode
+
+        problem = decode(sys.stdin.buffer.read(), "stdin")
     if not problem.strip():
         raise UsageError("the problem is empty", "pass the problem text, or pipe it on stdin with `-`")
     return problem.strip()
@@ -62,6 +64,8 @@ Delimiter = Annotated[str, typer.Option("--delimiter", help="Text that ends a st
 Temperature = Annotated[float, typer.Option("--temperature", help="0 = greedy (reproducible).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the random router.")]
 BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap each query's FLOPs at this fraction of a large-only answer; the larger tiers stop when it is spent.")]
+Pik = Annotated[Optional[Path], typer.Option("--pik", help="A P(IK) classifier from `steer pik train`: the cascade sends a query it judges hopeless for the small model straight to the next tier.")]
+PikThreshold = Annotated[Optional[float], typer.Option("--pik-threshold", help="Skip the small tier when P(IK) is below this (default: the file's).")]
 MaxLargeTokens = Annotated[Optional[int], typer.Option("--max-large-tokens", help="Hard cap per problem on tokens decoded by the larger tiers; then the smallest writes the rest.")]
 
 
@@ -80,15 +84,33 @@ class EngineArgs:
     temperature: float = 0.0
     seed: int = 0
 
-    def load(self):
-        """(registry, engines): models load once per command."""
-        from steer_cli.engine import LoadOptions
+    def registry(self):
+        """models.yaml (packaged + user), with the numeric options checked:
+        everything that can be refused is refused before a model loads."""
         from steer_cli.registry import load_registry
+
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads {self.threads} is not a thread count", "pass 1 or more, or leave it out for all physical cores")
+        if self.n_ctx is not None and self.n_ctx < 64:
+            raise UsageError(f"--n-ctx {self.n_ctx} cannot hold a prompt", "pass 512 or more, or leave it out for the model's own")
+        if self.gpu_layers < 0:
+            raise UsageError(f"--gpu-layers {self.gpu_layers} is negative", "pass 0 (CPU) or a layer count")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise UsageError(f"--temperature {self.temperature:g} is outside [0, 5]", "0 is greedy; 0.7 is a usual sampling temperature")
+        return load_registry(self.config)
+
+    def engines(self, registry) -> list:
+        """One warm engine per tier: models load once per command."""
+        from steer_cli.engine import LoadOptions
         from steer_cli.session import build_tiers
 
-        registry = load_registry(self.config)
         options = LoadOptions(n_threads=self.threads, n_gpu_layers=self.gpu_layers, temperature=self.temperature, seed=self.seed)
-        return registry, build_tiers(self.small, self.large, self.tiers, registry=registry, cache=self.cache_dir, options=options, n_ctx=self.n_ctx)
+        return build_tiers(self.small, self.large, self.tiers, registry=registry, cache=self.cache_dir, options=options, n_ctx=self.n_ctx)
+
+    def load(self):
+        """(registry, engines)."""
+        registry = self.registry()
+        return registry, self.engines(registry)
 
 
 def budget(max_large_tokens: int | None, relative: float | None, defaults):
@@ -100,45 +122,87 @@ def budget(max_large_tokens: int | None, relative: float | None, defaults):
 def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
     from steer_cli.solver import StepLimits
 
+    if max_steps < 1:
+        raise UsageError(f"--max-steps {max_steps} allows no step", "pass 1 or more")
+    if max_step_tokens < 1:
+        raise UsageError(f"--max-step-tokens {max_step_tokens} allows no token", "pass 1 or more")
     return StepLimits(delimiter=unescape(delimiter), max_steps=max_steps, max_step_tokens=max_step_tokens)
 
 
-def route(router: str | None, threshold: float | None, signal: str | None, defaults):
-    """The route ask/batch run: what the user named, the rest from models.yaml."""
-    from steer_cli.routers import Route, fill
+def route(router: str | None, threshold: float | None, signal: str | None, defaults, pik=None, pik_threshold: float | None = None):
+    """The route ask/batch run: what the user named, the rest from models.yaml;
+    refused before any model loads if it cannot run (an option the router does
+    not read included). `pik` is a loaded P(IK) file, if one was given."""
+    from steer_cli.routers import ROUTER_SIGNALS, THRESHOLDED, Route, fill
 
-    return fill(Route(router or defaults.router, threshold, signal), defaults)
+    name = router or defaults.router
+    if (pik is not None or pik_threshold is not None) and name != "cascade":
+        raise UsageError(f"router {name} does not read P(IK)", "use --pik with --router cascade")
+    if pik_threshold is not None and pik is None:
+        raise UsageError("--pik-threshold needs a P(IK) classifier", "pass --pik FILE too")
+    if threshold is not None and name in ("small", "large"):
+        raise UsageError(f"router {name} has no threshold, so --threshold {threshold:g} would be ignored", f"drop --threshold, or use one of: {', '.join(THRESHOLDED)}")
+    if signal is not None and name not in ROUTER_SIGNALS:
+        raise UsageError(f"router {name} reads no signal, so --signal {signal} would be ignored", f"drop --signal, or use one of: {', '.join(ROUTER_SIGNALS)}")
+    chosen = fill(Route(name, threshold, signal, None if pik is None else pik.threshold if pik_threshold is None else pik_threshold), defaults)
+    chosen.build(pik=pik)  # validates router, signal and thresholds now
+    return chosen
+
+
+def load_pik(path: Path | None):
+    """The P(IK) file, format-checked before any model loads (None: none given)."""
+    if path is None:
+        return None
+    from steer_cli import pik
+
+    return pik.load(path)
+
+
+def check_pik(pik, engines) -> None:
+    """Refuse a P(IK) file trained for another model than the smallest tier."""
+    if pik is None:
+        return
+    from steer_cli.fetch import content_sha256
+
+    sha = content_sha256(engines[0].path)
+    if pik.model_sha256 != sha:
+        raise UsageError(f"the P(IK) file was trained for {pik.model} ({pik.model_sha256[:12]}…), not for the small tier {engines[0].name} ({sha[:12]}…)", "train one for this model with `steer pik train`")
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
 
 def unescape(delimiter: str) -> str:
-    return delimiter.encode("utf-8").decode("unicode_escape")
+    """\\n, \\t, \\r, \\\\ and \\0 become their characters; everything else,
+    non-ASCII text included, is kept as typed."""
+    out, i = [], 0
+    while i < len(delimiter):
+        ch = delimiter[i]
+        if ch == "\\" and i + 1 < len(delimiter) and delimiter[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[delimiter[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
-def labelled_items(data: str, limit: int | None, need_gold: bool = True) -> list:
-    """Problems as run items: those with gold answers, or (`need_gold`
-    False: costs need none) every problem."""
-    from steer_cli.datasets import load_problems
-    from steer_cli.runs import Item
-
-    problems = [p for p in load_problems(data, limit) if p.answer is not None or not need_gold]
-    if not problems:
-        if need_gold:
-            raise UsageError(f"{data}: no problems with a gold 'answer'", "eval needs gold answers; use `steer batch` for unlabelled problems")
-        raise UsageError(f"{data}: no problems in it", "pass a JSONL with one {\"question\": ...} per line")
-    return [Item(id=p.id, line=n, question=p.question, answer=p.answer) for n, p in enumerate(problems, 1)]
-
-
-def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None):
+def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None, registry=None, pik=None):
     """Loaded engines plus the fingerprint that keys their records: every
     setting that changes an answer (models, limits, sampling, prompt, budget)."""
     from steer_cli.engine import STEP_INSTRUCTION
     from steer_cli.evaluate import Bench
+    from steer_cli.fetch import content_sha256
     from steer_cli.registry import steer_home
 
-    registry, engines = engine_args.load()
+    work = work or steer_home() / "eval"
+    if work.exists() and not work.is_dir():
+        raise UsageError(f"--work {work} is a file", "pass a directory for the record files")
+    registry = registry or engine_args.registry()
     caps = budget(max_large_tokens, relative, registry.defaults)
+    engines = engine_args.engines(registry)
     fingerprint = {
-        "models": [(e.name, e.path.stat().st_size) for e in engines],
+        "models": [(e.name, content_sha256(e.path)) for e in engines],
         "limits": vars(limits),
         "temperature": engine_args.temperature,
         "seed": engine_args.seed,
@@ -146,4 +210,4 @@ def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: 
     }
     if caps.active:
         fingerprint["budget"] = vars(caps)
-    return Bench(engines, registry.defaults, limits, fingerprint, work or steer_home() / "eval", engine_args.seed, caps)
+    return Bench(engines, registry.defaults, limits, fingerprint, work, engine_args.seed, caps, pik)

@@ -19,7 +19,9 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write summary.json, summary.csv, summary.md and frontier.png here.")] = None,
     work: Annotated[Optional[Path], typer.Option("--work", help="Per-configuration records (reused on rerun); default STEER_HOME/eval.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first malformed data line instead of skipping it.")] = False,
     signal: common.Signal = None,
+    pik: common.Pik = None,
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
@@ -40,24 +42,35 @@ def evaluate(
     with boundary():
         from dataclasses import replace
 
+        from steer_cli import datasets, report, stats
         from steer_cli import evaluate as ev
         from steer_cli import ui
 
-        configs = ev.parse_configs(routers)
+        if out is not None and out.exists() and not out.is_dir():
+            raise common.UsageError(f"--out {out} is a file", "pass a directory for summary.json, .csv, .md and frontier.png")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        items = common.labelled_items(data, limit)
-        bench = common.bench(engine_args, common.step_limits(max_steps, max_step_tokens, delimiter), work, max_large_tokens, budget)
-        configs = [bench.resolve(replace(c, signal=c.signal or ev.signal_for(c.router, signal))) for c in configs]
-        summaries = []
+        registry = engine_args.registry()
+        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
+        common.budget(max_large_tokens, budget, registry.defaults)
+        classifier = common.load_pik(pik)
+        configs = [ev.fill(ev.with_pik(replace(c, signal=c.signal or ev.signal_for(c.router, signal)), classifier), registry.defaults) for c in ev.parse_configs(routers)]
+        for cfg in configs:
+            cfg.build(pik=classifier)  # a bad signal or threshold is refused before anything runs
+        items = datasets.problems(data, limit, strict=strict, need_gold=True)
+        bench = common.bench(engine_args, limits, work, max_large_tokens, budget, registry, classifier)
+        common.check_pik(classifier, bench.engines)
+        runs: dict[str, list[dict]] = {}
         with ui.Counter("eval", len(configs) * len(items), quiet=quiet, every=10, transient=True) as progress:
             ticks = iter(range(1, len(configs) * len(items) + 1))
             for cfg in configs:
-                records = bench.records(data, cfg, items, lambda cfg=cfg: progress.update(next(ticks), cfg.label))
-                summaries.append(ev.summarize(cfg, records))
-        ev.add_baselines(summaries)
-        print(ev.table(summaries))
+                runs.setdefault(cfg.label, bench.records(cfg, items, lambda cfg=cfg: progress.update(next(ticks), cfg.label)))
+        large_run = {r["key"]: r for r in runs.get("large", [])}
+        summaries = [stats.summarize(label, records, large_run) for label, records in runs.items()]
+        outcomes = {label: {r["key"]: stats.correct(r) for r in records} for label, records in runs.items()}
+        stats.add_baselines(summaries, outcomes)
+        print(report.table(summaries))
         if out is not None:
-            written = ev.write_outputs(summaries, out)
+            written = report.write_outputs(summaries, out)
             if not any(p.suffix == ".png" for p in written):
                 print("steer: matplotlib is not installed, no frontier.png (pip install 'steer-cli[eval]')", file=sys.stderr)
             print(f"steer: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

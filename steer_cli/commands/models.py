@@ -161,8 +161,16 @@ def verify(names: Annotated[Optional[list[str]], typer.Argument(help="Models to 
             bar, progress = _progress(f"hashing {name}")
             try:
                 with bar:
-                    fetch.verify(found.path, entry.sha256, None, progress)
-                print(f"{name}\tok\t{found.path}")
+                    if found.source == "path":  # the user's own file: hash it, never leave a marker beside it
+                        digest = fetch.sha256_file(found.path, progress)
+                        if entry.sha256 is not None and digest != entry.sha256:
+                            raise SteerError(f"{found.path.name}: sha256 {digest[:12]}… does not match the expected {entry.sha256[:12]}…", "the file is corrupted or was replaced")
+                    else:
+                        fetch.verify(found.path, entry.sha256, None, progress)
+                if entry.sha256 is None:
+                    print(f"{name}\tunverified\t{found.path}\t(no sha256 in models.yaml to check it against)")
+                else:
+                    print(f"{name}\tok\t{found.path}")
             except SteerError as exc:
                 print(f"{name}\tBAD\t{exc}")
                 bad += 1

@@ -1,0 +1,143 @@
+"""P(IK) on held-out problems: how well it separates, and what it buys the cascade.
+
+    python benchmarks/pik_cascade.py --pik pik.json --data dev --limit 150 --work W --out docs/
+
+With greedy decoding a cascade's tiers solve a problem exactly as they do
+alone, so the small-only and large-only runs (reused from eval's record files
+under --work, solved first if missing) plus one P(IK) embedding per problem
+give every (P(T), P(IK)) operating point exactly. Each point is compared with
+routing whole queries at random between the two models at the same cost
+(FLOPs and measured wall time against the large-only run, problem by
+problem), as a paired difference with a 95% interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from steer_cli import datasets, stats
+from steer_cli import pik as pk
+from steer_cli.commands import common
+from steer_cli.routers import Route
+
+
+def load(args):
+    engine_args = common.EngineArgs(threads=args.threads)
+    registry = engine_args.registry()
+    limits = common.step_limits(24, 256, "\\n\\n")
+    items = datasets.problems(args.data, args.limit, need_gold=True)
+    bench = common.bench(engine_args, limits, args.work, registry=registry)
+    small = bench.records(Route("small"), items)
+    large = bench.records(Route("large"), items)
+    model = pk.load(args.pik)
+    common.check_pik(model, bench.engines)
+    engine = bench.engines[0]
+    piks, embed_s, embed_tokens = [], [], []
+    for item in items:
+        before = engine.stats.snapshot()
+        started = time.perf_counter()
+        piks.append(model.predict(engine.embed_prompt(item.question), item.question))
+        embed_s.append(time.perf_counter() - started)
+        embed_tokens.append(engine.stats.since(before).evaluated_tokens)
+    return items, small, large, np.array(piks), np.array(embed_s), np.array(embed_tokens), engine.params
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pik", type=Path, required=True)
+    ap.add_argument("--data", default="dev")
+    ap.add_argument("--limit", type=int, default=150)
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path("docs"))
+    args = ap.parse_args()
+    items, small, large, piks, embed_s, embed_tokens, small_params = load(args)
+
+    right_s = np.array([stats.correct(r) for r in small], dtype=float)
+    right_l = np.array([stats.correct(r) for r in large], dtype=float)
+    pt = np.array([r.get("answer_confidence") or 0.0 for r in small])
+    min_entropy = np.array([min((s["signals"]["entropy"] for s in r["steps"] if s.get("signals")), default=1.0) for r in small])
+    f_s, f_l = np.array([r["cost"]["flops"] for r in small]), np.array([r["cost"]["flops"] for r in large])
+    t_s, t_l = np.array([r["cost"]["wall_s"] for r in small]), np.array([r["cost"]["wall_s"] for r in large])
+    f_e = 2.0 * small_params * embed_tokens
+
+    n = len(items)
+    lines = [f"{n} problems of {args.data}; 0.5B alone {right_s.mean():.1%}, 1.5B alone {right_l.mean():.1%}", ""]
+    lines += ["| signal (per problem, before or after the small model answers) | AUROC for 'the small model is right' |", "|---|---|"]
+    lines += [f"| P(IK), before answering (embedding of the question) | **{pk.auroc(piks, right_s > 0):.3f}** |"]
+    lines += [f"| P(T), after answering (answer-token probability) | {pk.auroc(pt, right_s > 0):.3f} |"]
+    lines += [f"| min step entropy confidence, after answering | {pk.auroc(min_entropy, right_s > 0):.3f} |", ""]
+
+    def point(skip: np.ndarray, escalate: np.ndarray, with_pik: bool) -> dict:
+        uses_small = ~skip
+        to_large = skip | escalate
+        acc = np.where(to_large, right_l, right_s)
+        flops = (f_e if with_pik else 0) + np.where(uses_small, f_s, 0) + np.where(to_large, f_l, 0)
+        secs = (embed_s if with_pik else 0) + np.where(uses_small, t_s, 0) + np.where(to_large, t_l, 0)
+        c_f, c_t = flops.sum() / f_l.sum(), secs.sum() / t_l.sum()
+        share = lambda c, lo, hi: min(max((c - lo) / (hi - lo), 0.0), 1.0)  # noqa: E731
+        p_f = share(c_f, f_s.sum() / f_l.sum(), 1.0)
+        p_t = share(c_t, t_s.sum() / t_l.sum(), 1.0)
+        return {
+            "accuracy": acc.mean(), "flops": c_f, "time": c_t, "skipped": skip.mean(), "escalated": to_large.mean(),
+            "vs_random_flops": stats.paired(list(acc - ((1 - p_f) * right_s + p_f * right_l))),
+            "vs_random_time": stats.paired(list(acc - ((1 - p_t) * right_s + p_t * right_l))),
+            "vs_large": stats.paired(list(acc - right_l)),
+        }
+
+    rows = []
+    none = np.zeros(n, dtype=bool)
+    for q in (0.1, 0.2, 0.3, 0.5):
+        t = float(np.quantile(pt, q))
+        rows.append((f"cascade@{t:.6g}", point(none, pt < t, False)))
+    for q_ik in (0.2, 0.4):
+        t_ik = float(np.quantile(piks, q_ik))
+        for q in (0.0, 0.1, 0.2, 0.3):
+            t = float(np.quantile(pt, q)) if q else 0.0
+            rows.append((f"cascade@{t:.6g}+pik@{t_ik:.3g}", point(piks < t_ik, (piks >= t_ik) & (pt < t), True)))
+    header = "| config | P(IK) skips | to the 1.5B | accuracy | rel. FLOPs | rel. time | vs random (FLOPs) [95% CI] | vs random (time) [95% CI] | vs 1.5B [95% CI] |"
+    lines += [header, "|" + "---|" * 9]
+    for label, p in rows:
+        lines.append(f"| {label} | {p['skipped']:.0%} | {p['escalated']:.0%} | {p['accuracy']:.1%} | {p['flops']:.2f} | {p['time']:.2f} | {p['vs_random_flops']} | {p['vs_random_time']} | {p['vs_large']} |")
+    embed_share = embed_s.sum() / t_l.sum()
+    lines += ["", f"P(IK)'s own cost: {embed_tokens.mean():.0f} prompt tokens prefilled by the 0.5B per problem, "
+              f"{embed_s.mean() * 1000:.0f} ms ({embed_share:.3f} of the 1.5B's wall time, {f_e.sum() / f_l.sum():.3f} of its FLOPs)"]
+    text = "\n".join(lines)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pik-cascade.md").write_text(text + "\n")
+    _plot(rows, right_s.mean(), right_l.mean(), t_s.sum() / t_l.sum(), args.out / "pik-cascade.png")
+    json.dump({"auroc_pik": pk.auroc(piks, right_s > 0), "auroc_pt": pk.auroc(pt, right_s > 0), "auroc_min_entropy": pk.auroc(min_entropy, right_s > 0)}, sys.stderr)
+    print(file=sys.stderr)
+
+
+def _plot(rows, acc_small: float, acc_large: float, time_small: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for tag, marker in (("P(T) only", "o"), ("P(T) + P(IK)", "s")):
+        pts = sorted((p["time"], p["accuracy"]) for label, p in rows if ("+pik" in label) == (tag != "P(T) only"))
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker=marker, linestyle="none", label=f"cascade, {tag}")
+    ax.plot([time_small, 1.0], [acc_small, acc_large], color="grey", linestyle=":", label="random query routing")
+    ax.scatter([time_small, 1.0], [acc_small, acc_large], color="black", zorder=3)
+    ax.set_xlabel("relative wall time (vs the 1.5B alone, per problem)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("confidence cascade with and without P(IK)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

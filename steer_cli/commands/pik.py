@@ -1,0 +1,86 @@
+"""`steer pik train`: fit the cascade's P(IK) classifier for the smallest tier."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from steer_cli.commands import common
+from steer_cli.commands.common import boundary
+
+app = typer.Typer(help="P(IK): predict, before answering, whether the small model will get a problem right.", no_args_is_help=True)
+
+
+@app.command("train")
+def train(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the classifier (JSON).")] = Path("pik.json"),
+    data: Annotated[str, typer.Option("--data", help="Labelled training problems: train (shipped GSM8K slice) or a JSONL with gold answers.")] = "train",
+    limit: Annotated[int, typer.Option("--limit", help="Training problems to use.")] = 400,
+    heldout_share: Annotated[float, typer.Option("--heldout-share", help="Share of them held out to report AUROC on.")] = 0.2,
+    skip_share: Annotated[float, typer.Option("--skip-share", help="Default threshold: the P(IK) below which this share of training problems skip the small tier.")] = 0.1,
+    work: Annotated[Optional[Path], typer.Option("--work", help="Record files (the small-only run is reused from eval/calibrate).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    small: common.Small = None,
+    large: common.Large = None,
+    tiers: common.Tiers = None,
+    max_steps: common.MaxSteps = 24,
+    max_step_tokens: common.MaxStepTokens = 256,
+    delimiter: common.Delimiter = "\\n\\n",
+    n_ctx: common.NCtx = None,
+    threads: common.Threads = None,
+    config: common.Config = None,
+    cache_dir: common.CacheDir = None,
+) -> None:
+    """Label training problems by whether the small model's greedy answer is right, embed each question with the small model itself, fit a logistic regression, print its held-out AUROC and save it."""
+    with boundary():
+        import numpy as np
+
+        from steer_cli import datasets, stats, ui
+        from steer_cli import pik as pk
+        from steer_cli.fetch import content_sha256
+        from steer_cli.routers import Route
+
+        if not 0.0 < heldout_share < 1.0:
+            raise common.UsageError(f"--heldout-share {heldout_share:g} is outside (0, 1)", "pass a share like 0.2")
+        if not 0.0 <= skip_share < 1.0:
+            raise common.UsageError(f"--skip-share {skip_share:g} is outside [0, 1)", "pass a share like 0.1, or 0 to never skip by default")
+        if output.is_dir():
+            raise common.UsageError(f"-o {output} is a directory", "pass a file path such as pik.json")
+        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, 0, n_ctx)
+        registry = engine_args.registry()
+        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
+        items = datasets.problems(data, limit, need_gold=True)
+        if len(items) < 10:
+            raise common.UsageError(f"{len(items)} labelled problems are too few to train on", "pass --limit 100 or more")
+        bench = common.bench(engine_args, limits, work, registry=registry)
+        with ui.Counter("pik labels (small-only run)", len(items), quiet=quiet, every=10, transient=True) as bar:
+            ticks = iter(range(1, len(items) + 1))
+            records = bench.records(Route("small"), items, lambda: bar.update(next(ticks)))
+        labels = np.array([stats.correct(r) for r in records], dtype=float)
+        if labels.min() == labels.max():
+            raise common.SteerError(f"the small model got {'all' if labels[0] else 'none'} of the {len(items)} problems right: nothing to learn", "train on more or harder problems")
+        engine = bench.engines[0]
+        rows = []
+        with ui.Counter("pik features (embedding)", len(items), quiet=quiet, every=25, transient=True) as bar:
+            for n, item in enumerate(items, 1):
+                rows.append(pk.feature_vector(engine.embed_prompt(item.question), item.question))
+                bar.update(n)
+        heldout = np.array([int(item.key[:8], 16) % 1000 < heldout_share * 1000 for item in items])
+        model = pk.train(np.vstack(rows), labels, heldout, engine.name, content_sha256(engine.path), skip_share)
+        model.save(output)
+        report = {
+            "model": engine.name, "n": len(items), "small_accuracy": round(float(labels.mean()), 4), "heldout_n": int(heldout.sum()),
+            "heldout_auroc": model.heldout_auroc, "threshold": model.threshold, "skip_share": skip_share, "saved_to": str(output),
+        }
+        if as_json:
+            print(json.dumps(report))
+        else:
+            print(f"P(IK) for {engine.name}: held-out AUROC {model.heldout_auroc} on {report['heldout_n']} problems "
+                  f"(trained on {model.n_train}; the small model is right on {labels.mean():.1%})")
+            print(f"  default threshold {model.threshold:g}: {skip_share:.0%} of training problems skip the small tier")
+            print(f"steer: saved {output}", file=sys.stderr)

@@ -1,0 +1,235 @@
+"""P(IK): "I know this", a classifier that predicts before answering whether
+a tier will get a query right (the confidence cascade's second signal, arXiv
+2602.22090), so a query that is hopeless for the small tier skips it.
+
+Features come from the model itself: the mean-pooled last hidden state of the
+rendered question (llama.cpp's embeddings mode, in a context of its own so the
+generation context's prefix cache is never disturbed), plus two cheap text
+extras. The classifier is an L2-regularised logistic regression in numpy; the
+file it is saved to is validated on load (format, feature names, the model
+it was trained for, sizes), so a tampered or mismatched file is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from steer_cli.errors import SteerError, UsageError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+FORMAT = "steer-pik/1"
+EXTRAS = ("log_question_chars", "numbers_in_question")
+
+
+class PromptEmbedder:
+    """Mean-pooled hidden state of a token list, from its own llama.cpp
+    context in embeddings mode (weights are mmap'd, so shared with the
+    generation context's in memory)."""
+
+    def __init__(self, path: Path, n_threads: int, n_ctx: int = 2048) -> None:
+        self.path, self.n_threads, self.n_ctx = path, n_threads, n_ctx
+        self._llm: Llama | None = None
+
+    def _open(self) -> Llama:
+        if self._llm is None:
+            import llama_cpp
+
+            self._llm = llama_cpp.Llama(
+                model_path=str(self.path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=self.n_ctx, n_batch=self.n_ctx, n_ubatch=self.n_ctx, n_threads=self.n_threads,
+                n_threads_batch=self.n_threads, verbose=False,
+            )
+        return self._llm
+
+    def embed(self, tokens: list[int]) -> np.ndarray:
+        import llama_cpp
+
+        llm = self._open()
+        tokens = tokens[: self.n_ctx]
+        llm._ctx.kv_cache_clear()
+        llm._batch.set_batch(batch=tokens, n_past=0, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        ptr = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)
+        return np.ctypeslib.as_array(ptr, shape=(llm.n_embd(),)).astype(np.float32).copy()
+
+
+def text_extras(question: str) -> list[float]:
+    return [math.log1p(len(question)), float(len(re.findall(r"\d+(?:\.\d+)?", question)))]
+
+
+def feature_vector(embedding: np.ndarray, question: str) -> np.ndarray:
+    return np.concatenate([np.asarray(embedding, dtype=np.float64), np.asarray(text_extras(question))])
+
+
+# -- the classifier -----------------------------------------------------------
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int = 300) -> tuple[np.ndarray, float]:
+    """Weights and bias of an L2-regularised logistic regression on
+    standardised features, by Newton's method (few hundred rows: exact and fast)."""
+    n, d = x.shape
+    xb = np.hstack([x, np.ones((n, 1))])
+    w = np.zeros(d + 1)
+    penalty = np.full(d + 1, l2)
+    penalty[-1] = 0.0  # the bias is not shrunk
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -30, 30)))
+        grad = xb.T @ (p - y) / n + penalty * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb / n + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def auroc(scores: list[float] | np.ndarray, labels: list[bool] | np.ndarray) -> float:
+    """Probability that a random positive outscores a random negative (ties half)."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    values = np.concatenate([pos, neg])[order]
+    i = 0
+    while i < len(values):  # average ranks over ties
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def choose_l2(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0), folds: int = 5) -> float:
+    """The penalty with the best cross-validated AUROC on the training rows."""
+    n = len(y)
+    fold = np.arange(n) % folds
+    best, best_auc = grid[-1], -1.0
+    for l2 in grid:
+        scores = np.empty(n)
+        for k in range(folds):
+            w, b = fit_logistic(x[fold != k], y[fold != k], l2)
+            scores[fold == k] = x[fold == k] @ w + b
+        value = auroc(scores, y)
+        if value > best_auc:
+            best, best_auc = l2, value
+    return best
+
+
+@dataclass
+class PikModel:
+    """A trained P(IK) for one model; `threshold`: below it the query skips that tier."""
+
+    model: str
+    model_sha256: str
+    features: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+    threshold: float
+    heldout_auroc: float | None = None
+    n_train: int = 0
+
+    def predict(self, embedding: np.ndarray, question: str) -> float:
+        z = (feature_vector(embedding, question) - self.mean) / self.scale
+        return float(1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, float(z @ self.weights) + self.bias)))))
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT, "model": self.model, "model_sha256": self.model_sha256, "features": self.features,
+            "mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(), "bias": self.bias,
+            "threshold": self.threshold, "heldout_auroc": self.heldout_auroc, "n_train": self.n_train,
+        }
+
+    def save(self, path: Path) -> Path:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_json()) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def feature_names(n_embd: int) -> list[str]:
+    return [f"hidden_mean_{i}" for i in range(n_embd)] + list(EXTRAS)
+
+
+def train(x: np.ndarray, y: np.ndarray, heldout: np.ndarray, model: str, sha256: str, skip_share: float) -> PikModel:
+    """Fit on the rows not held out (penalty chosen by cross-validation
+    there), report AUROC on the held-out rows, and set the threshold so that
+    `skip_share` of the training queries would skip the tier."""
+    train_rows = ~heldout
+    mean = x[train_rows].mean(axis=0)
+    scale = x[train_rows].std(axis=0) + 1e-6
+    z = (x - mean) / scale
+    l2 = choose_l2(z[train_rows], y[train_rows])
+    w, b = fit_logistic(z[train_rows], y[train_rows], l2)
+    scores = 1.0 / (1.0 + np.exp(-np.clip(z @ w + b, -30, 30)))
+    held_auc = auroc(scores[heldout], y[heldout]) if heldout.any() else None
+    threshold = float(np.quantile(scores[train_rows], skip_share)) if skip_share > 0 else 0.0
+    return PikModel(model, sha256, feature_names(x.shape[1] - len(EXTRAS)), mean, scale, w, b, round(threshold, 6),
+                    None if held_auc is None or math.isnan(held_auc) else round(held_auc, 4), int(train_rows.sum()))
+
+
+def load(path: Path, model: str | None = None, sha256: str | None = None) -> PikModel:
+    """A P(IK) file, checked whole; refused in one line when it is not one,
+    was altered, or belongs to another model than the tier it would judge."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"P(IK) file not found: {path}", "train one with `steer pik train -o pik.json`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path} is not a P(IK) file ({type(exc).__name__})", "train one with `steer pik train -o pik.json`") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise UsageError(f"{path} is not a {FORMAT} file", "train one with `steer pik train -o pik.json`")
+    try:
+        pik = PikModel(
+            str(raw["model"]), str(raw["model_sha256"]), [str(f) for f in raw["features"]],
+            np.asarray(raw["mean"], dtype=float), np.asarray(raw["scale"], dtype=float), np.asarray(raw["weights"], dtype=float),
+            float(raw["bias"]), float(raw["threshold"]), raw.get("heldout_auroc"), int(raw.get("n_train", 0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: malformed P(IK) file ({exc})", "train it again with `steer pik train`") from None
+    d = len(pik.features)
+    if pik.features[-len(EXTRAS):] != list(EXTRAS) or pik.features != feature_names(d - len(EXTRAS)):
+        raise UsageError(f"{path}: unknown feature names", "train it again with this version of steer")
+    if not (pik.mean.shape == pik.scale.shape == pik.weights.shape == (d,)) or not np.all(np.isfinite(pik.weights)) or np.any(pik.scale <= 0):
+        raise UsageError(f"{path}: sizes or values do not fit its {d} features (altered?)", "train it again with `steer pik train`")
+    if not 0.0 <= pik.threshold <= 1.0:
+        raise UsageError(f"{path}: threshold {pik.threshold} is outside [0, 1]", "train it again, or pass --pik-threshold")
+    if sha256 is not None and pik.model_sha256 != sha256:
+        raise UsageError(f"{path} was trained for {pik.model} ({pik.model_sha256[:12]}…), not for this small tier ({model})", "train a P(IK) for this model with `steer pik train`")
+    return pik
+
+
+class Embedded:
+    """Embeds a LlamaEngine's rendered prompt and books the work on that
+    engine's counters (the pass is real prefill the user pays for)."""
+
+    def __init__(self, engine, n_threads: int) -> None:
+        self.engine = engine
+        self.embedder = PromptEmbedder(engine.path, n_threads, n_ctx=engine.options.n_ctx)
+
+    def __call__(self, question: str) -> np.ndarray:
+        tokens = self.engine.render_prompt(question)
+        started = time.perf_counter()
+        vector = self.embedder.embed(tokens)
+        stats = self.engine.stats
+        stats.wall_s += time.perf_counter() - started
+        stats.evaluated_tokens += len(tokens)
+        stats.prefill_tokens += len(tokens)
+        return vector
+
+
+def check_dims(pik: PikModel, n_embd: int, path: Path) -> None:
+    if len(pik.features) != n_embd + len(EXTRAS):
+        raise SteerError(f"{path}: {len(pik.features)} features, but this model's hidden state has {n_embd} (+{len(EXTRAS)})", "train a P(IK) for this model")
