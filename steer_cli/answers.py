@@ -150,7 +150,11 @@ def _math_verify(predicted: str, gold: str) -> bool:
 
     def run() -> None:
         try:
+            import logging
+
             from math_verify import parse, verify
+
+            logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns that we switched its timeouts off
 
             g = parse(f"${gold}$", parsing_timeout=None)
             p = parse(f"${predicted}$", parsing_timeout=None)

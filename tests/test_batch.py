@@ -134,3 +134,39 @@ def test_eval_runs_trim_and_cascade_and_scores_them_against_random(tmp_path, tin
     assert all("cost_se" in s for s in by.values())
     records = {p.name.rsplit("-", 1)[0]: read(p) for p in (tmp_path / "work").iterdir()}
     assert all("attempts" in rec and len(rec["attempts"]) >= 1 for rec in records["cascade:answer@0.5"])
+
+
+def test_eval_records_are_keyed_by_content_so_an_edited_row_reruns_alone(tmp_path, tiny_small, tiny_large):
+    data, work = tmp_path / "a.jsonl", tmp_path / "work"
+    rows = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(3)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["eval", "--routers", "small", "--data", str(data), "--work", str(work), "-q", "--max-steps", "1", "--max-step-tokens", "3", *models(tiny_small, tiny_large)]
+    assert runner.invoke(app, args).exit_code == 0
+    (records,) = work.iterdir()
+    assert len(read(records)) == 3
+    rows[1]["question"] = "What is 7 + 7?"  # one row edited
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert runner.invoke(app, args).exit_code == 0
+    after = read(records)
+    assert len(after) == 4 and after[-1]["problem"] == "What is 7 + 7?"  # only the edited row was solved
+    other = tmp_path / "b.jsonl"  # same row count, other problems: nothing reused
+    other.write_text("".join(json.dumps({"question": f"Name {i}.", "answer": "1"}) + "\n" for i in range(4)))
+    assert runner.invoke(app, [*args[:3], "--data", str(other), *args[5:]]).exit_code == 0
+    assert len(read(records)) == 8
+    moved = tmp_path / "c.jsonl"  # known problems in another order and file: all reused
+    moved.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    assert runner.invoke(app, [*args[:3], "--data", str(moved), *args[5:]]).exit_code == 0
+    assert len(read(records)) == 8
+
+
+def test_eval_grades_a_math_style_file(tmp_path, tiny_small, tiny_large):
+    from pathlib import Path
+
+    sample = Path(__file__).parent / "data" / "math_sample.jsonl"
+    r = runner.invoke(app, ["eval", "--routers", "small,large", "--data", str(sample), "--out", str(tmp_path / "r"), "--work", str(tmp_path / "w"), "-q",
+                            "--max-steps", "1", "--max-step-tokens", "4", *models(tiny_small, tiny_large)])
+    assert r.exit_code == 0, r.stderr
+    by = {s["config"]: s for s in json.loads((tmp_path / "r" / "summary.json").read_text())}
+    assert by["small"]["n"] == 25 and by["large"]["n"] == 25
+    golds = {rec["gold"] for p in (tmp_path / "w").iterdir() for rec in read(p)}
+    assert {"\\frac{3}{4}", "5\\sqrt{2}", "\\left( 3, \\frac{\\pi}{2} \\right)", "120"} <= golds  # LaTeX golds from solutions, cleaned

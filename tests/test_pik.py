@@ -1,0 +1,73 @@
+"""P(IK): trained by a steer command on a real model, validated on load, and
+used by the cascade to skip the small tier before it spends anything."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fakes import ScriptedEngine
+from steer_cli import pik as pk
+from steer_cli.cli import app
+from steer_cli.routers import Route
+from steer_cli.solver import Solved, Solver
+
+runner = CliRunner()
+SUMS = [(2, 2), (3, 5), (10, 7), (6, 6), (9, 1), (4, 8), (12, 3), (7, 7), (5, 9), (8, 2), (11, 4), (1, 1), (20, 5), (6, 3), (2, 9), (13, 13)]
+
+
+def test_auroc_and_logistic_regression_recover_a_known_signal():
+    assert pk.auroc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == pytest.approx(0.75)
+    assert pk.auroc([0.5, 0.5], [True, False]) == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 2] + 0.3 * rng.normal(size=400) > 0).astype(float)
+    w, b = pk.fit_logistic(x, y, l2=0.01)
+    assert np.argmax(np.abs(w)) == 2 and pk.auroc(x @ w + b, y > 0) > 0.95
+
+
+def hand_made(threshold):
+    """A P(IK) on the scripted engine's 2-number 'hidden state' (first char code, length)."""
+    n = 2
+    return pk.PikModel("s", "0" * 64, pk.feature_names(n), np.zeros(n + 2), np.ones(n + 2), np.array([0.0, 1.0, 0.0, 0.0]), -10.0, threshold)
+
+
+def test_a_query_judged_hopeless_skips_the_small_tier_and_pays_only_the_embedding():
+    pik = hand_made(0.5)  # P(IK) = sigmoid(len - 10): short problems are "hopeless" here
+    small, large = ScriptedEngine("s").enqueue("\\boxed{1}"), ScriptedEngine("l").enqueue("\\boxed{2}")
+    router = Route("cascade", 0.0, "answer", pik=0.5).build(pik=pik)
+    result = next(e.result for e in Solver([small, large], router).solve("short") if isinstance(e, Solved))
+    assert result.answer == "2" and result.attempts[0] == {"tier": 0, "model": "s", "skipped": True, "pik": pytest.approx(0.0067, abs=1e-3)}
+    assert small.stats.decoded_tokens == 0 and result.cost.models[0].evaluated_tokens == len("short")  # the embedding's prefill, counted
+    small, large = ScriptedEngine("s").enqueue("\\boxed{1}"), ScriptedEngine("l").enqueue("\\boxed{2}")
+    result = next(e.result for e in Solver([small, large], router).solve("a long enough problem") if isinstance(e, Solved))
+    assert result.answer == "1" and result.attempts[0]["pik"] > 0.5 and "skipped" not in result.attempts[0]
+
+
+def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_small):
+    data = tmp_path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {a} + {b}?", "answer": str(a + b)}) + "\n" for a, b in SUMS))
+    models = ["--small", str(smollm2_path), "--large", str(smollm2_path), "--threads", "1", "--n-ctx", "1024", "--max-steps", "3", "--max-step-tokens", "40"]
+    out = tmp_path / "pik.json"
+    r = runner.invoke(app, ["pik", "train", "--data", str(data), "--limit", "16", "-o", str(out), "--skip-share", "0.5", "--json", "-q",
+                            "--work", str(tmp_path / "work"), *models])
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["n"] == 16 and 0 < report["small_accuracy"] < 1 and report["saved_to"] == str(out)
+    model = pk.load(out)
+    assert model.model == smollm2_path.stem and len(model.features) == 576 + 2
+    ask = ["ask", "What is 2 + 2?", "--router", "cascade", "-t", "0", "--pik", str(out), "--json", "-q", *models]
+    skipped = json.loads(runner.invoke(app, [*ask, "--pik-threshold", "1"]).stdout)
+    assert skipped["attempts"][0]["skipped"] is True and skipped["cost"]["models"][0]["decoded_tokens"] == 0
+    assert skipped["cost"]["models"][0]["prefill_tokens"] > 0  # the embedding pass is paid for
+    kept = json.loads(runner.invoke(app, [*ask, "--pik-threshold", "0"]).stdout)
+    assert "skipped" not in kept["attempts"][0] and 0 <= kept["attempts"][0]["pik"] <= 1
+    # The same file on another small model, or altered, is refused in one line.
+    other = runner.invoke(app, ["ask", "2+2?", "--router", "cascade", "--pik", str(out), "--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1"])
+    assert other.exit_code == 2 and "was trained for" in other.stderr and other.stderr.count("\n") == 1
+    raw = json.loads(out.read_text())
+    raw["weights"] = raw["weights"][:-1]
+    out.write_text(json.dumps(raw))
+    bad = runner.invoke(app, [*ask])
+    assert bad.exit_code == 2 and "altered" in bad.stderr and bad.stderr.count("\n") == 1
