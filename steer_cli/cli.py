@@ -15,6 +15,7 @@ from steer_cli.commands.ask import ask
 from steer_cli.commands.batch import batch
 from steer_cli.commands.calibrate import calibrate
 from steer_cli.commands.evaluate import evaluate
+from steer_cli.commands.serve import serve
 
 class OneLineErrors(TyperGroup):
     """A mistyped command line (a word where a number goes, an unknown
@@ -54,6 +55,7 @@ app.command()(ask)
 app.command()(batch)
 app.command("eval")(evaluate)
 app.command()(calibrate)
+app.command()(serve)
 app.add_typer(models.app, name="models")
 app.add_typer(pik.app, name="pik")
 

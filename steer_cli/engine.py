@@ -103,6 +103,8 @@ class Engine(Protocol):
 
     def embed_prompt(self, problem: str) -> np.ndarray: ...
 
+    def set_sampling(self, temperature: float | None, seed: int | None) -> None: ...
+
 
 def physical_cores() -> int:
     """Physical cores available to this process; llama.cpp gains nothing from SMT."""
@@ -387,6 +389,14 @@ class LlamaEngine:
 
         ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def set_sampling(self, temperature: float | None, seed: int | None) -> None:
+        """Per-request sampling (serve); None keeps the value the engine was loaded with."""
+        if not hasattr(self, "_loaded_sampling"):
+            self._loaded_sampling = (self.options.temperature, self.options.seed)
+        t, s = self._loaded_sampling
+        self.options.temperature = t if temperature is None else temperature
+        self._rng = np.random.default_rng(s if seed is None else seed)
 
     def embed_prompt(self, problem: str) -> np.ndarray:
         """Mean-pooled hidden state of the rendered problem, from a context of

@@ -117,3 +117,6 @@ class ScriptedEngine:
         self.stats.evaluated_tokens += len(problem)
         self.stats.prefill_tokens += len(problem)
         return np.array([float(ord(problem[0])), float(len(problem))])
+
+    def set_sampling(self, temperature, seed) -> None:
+        """Scripted text is the same under any sampling."""

@@ -1,0 +1,333 @@
+"""`steer serve`: routed reasoning behind an OpenAI-compatible API.
+
+The model field names the route (`steer`, `steer:entropy@0.36`,
+`trim:verify@0.8`, `cascade@0.999+pik`, `large`, ...), the last user message
+is the problem, and every response carries which model wrote each step.
+One set of warm engines serves one request at a time: the rest wait in a
+bounded queue (429 past it); a request has a deadline; a client that goes
+away stops its generation at the next token. Errors are OpenAI-style
+`{"error": {"message", "type", "code"}}` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from starlette.requests import Request as HttpRequest  # noqa: TC002 - FastAPI reads the annotation at run time
+
+from steer_cli.errors import SteerError
+
+MAX_BODY = 1 << 20  # bytes
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "code": self.code, "param": None}}
+
+
+@dataclass
+class Request:
+    problem: str
+    route: Any  # routers.Route, filled
+    max_tokens: int | None
+    temperature: float | None
+    seed: int | None
+    stream: bool
+
+
+@dataclass
+class Counters:
+    served: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+
+
+@dataclass
+class Server:
+    """The warm engines and what guards them."""
+
+    engines: list
+    defaults: Any
+    limits: Any
+    budget: Any
+    pik: Any = None
+    max_queue: int = 8
+    timeout_s: float = 300.0
+    api_key: str | None = None
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()  # one solve at a time on these engines
+        self._waiting = 0
+        self._guard = threading.Lock()
+
+    # -- requests -------------------------------------------------------------
+    def parse(self, body: Any) -> Request:
+        from steer_cli import evaluate as ev
+
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ApiError(400, "'messages' must be a non-empty list", code="invalid_messages")
+        users = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        problem = users[-1] if users else None
+        if isinstance(problem, list):  # content parts: keep the text ones
+            problem = "".join(p.get("text", "") for p in problem if isinstance(p, dict))
+        if not isinstance(problem, str) or not problem.strip():
+            raise ApiError(400, "no user message with text content", code="invalid_messages")
+        name = body.get("model", "steer")
+        if not isinstance(name, str):
+            raise ApiError(400, "'model' must be a string naming a route, e.g. steer or trim:verify@0.8")
+        try:
+            (route,) = ev.parse_configs(name)
+            route = ev.fill(ev.with_pik(route, self.pik), self.defaults)
+            route.build(pik=self.pik)
+        except (SteerError, ValueError) as exc:
+            raise ApiError(404, f"unknown model {name!r}: {exc}", code="model_not_found") from None
+        return Request(problem.strip(), route, _number(body, "max_tokens", int, 1, 1 << 20), _number(body, "temperature", float, 0.0, 5.0),
+                       _number(body, "seed", int, 0, 2**31 - 1), bool(body.get("stream", False)))
+
+    def admit(self) -> None:
+        """A place in the queue, or 429."""
+        with self._guard:
+            if self._waiting >= self.max_queue:
+                self.counters.rejected += 1
+                raise ApiError(429, f"{self._waiting} requests are already queued; try again shortly", "rate_limit_error", "queue_full")
+            self._waiting += 1
+
+    def leave(self) -> None:
+        with self._guard:
+            self._waiting -= 1
+
+    @property
+    def queued(self) -> int:
+        return self._waiting
+
+    # -- solving (in a worker thread) ----------------------------------------
+    def events(self, request: Request, cancel: threading.Event) -> Iterator[Any]:
+        """The solver's events for one request, holding the engines while it
+        runs; stops at the next token once `cancel` is set or time runs out."""
+        from steer_cli.solver import Solver
+
+        deadline = time.monotonic() + self.timeout_s
+        with self._lock:
+            self._sampling(request)
+            limits = self.limits if request.max_tokens is None else replace(self.limits, max_tokens=request.max_tokens)
+            solver = Solver(self.engines, request.route.build(request.seed or 0, self.pik), limits, self.budget)
+            stream = solver.solve(request.problem)
+            try:
+                for event in stream:
+                    if cancel.is_set():
+                        self.counters.cancelled += 1
+                        return
+                    if time.monotonic() > deadline:
+                        self.counters.timed_out += 1
+                        raise ApiError(504, f"the solution took longer than {self.timeout_s:g} s", "timeout_error", "timeout")
+                    yield event
+                self.counters.served += 1
+            finally:
+                stream.close()
+
+    def _sampling(self, request: Request) -> None:
+        for engine in self.engines:
+            engine.set_sampling(request.temperature, request.seed)
+
+
+def _number(body: dict, key: str, kind: type, low: float, high: float) -> Any:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+        raise ApiError(400, f"'{key}' must be a number", code=f"invalid_{key}")
+    if not low <= value <= high:
+        raise ApiError(400, f"'{key}' {value} is outside [{low:g}, {high:g}]", code=f"invalid_{key}")
+    return kind(value)
+
+
+# -- response shapes ------------------------------------------------------------
+def step_note(step: Any) -> dict:
+    import math
+
+    return {"step": step.index, "tier": step.tier, "model": step.model, "confidence": round(math.exp(step.mean_logprob), 5),
+            "route_score": step.score, "tokens": step.tokens}
+
+
+def usage(result: Any) -> dict:
+    models = result.cost.models
+    prompt = sum(m.prefill_tokens + m.reused_tokens for m in models)
+    completion = sum(m.decoded_tokens for m in models)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def steer_block(result: Any) -> dict:
+    record = result.to_dict()
+    return {"answer": result.answer, "finish": result.finish, "steps": [step_note(s) for s in result.steps],
+            "cost": record["cost"], "attempts": record["attempts"], "discarded_steps": len(result.drafts)}
+
+
+def finish_reason(result: Any) -> str:
+    return "length" if result.finish in ("max_tokens", "max_steps", "step_tokens", "context") else "stop"
+
+
+def completion(request: Request, result: Any, rid: str, created: int) -> dict:
+    return {
+        "id": rid, "object": "chat.completion", "created": created, "model": request.route.label,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": finish_reason(result)}],
+        "usage": usage(result), "steer": steer_block(result),
+    }
+
+
+def chunk(request: Request, rid: str, created: int, delta: dict, finish: str | None = None, **extra: Any) -> str:
+    return json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": request.route.label,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+
+# -- the app ----------------------------------------------------------------------
+def create_app(server: Server):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from sse_starlette.sse import EventSourceResponse
+
+    app = FastAPI(title="steer", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: HttpRequest, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.middleware("http")
+    async def guard(request: HttpRequest, call_next):
+        if server.api_key is not None and request.url.path.startswith("/v1/"):
+            if request.headers.get("authorization", "") != f"Bearer {server.api_key}":
+                return JSONResponse(ApiError(401, "missing or wrong API key", "authentication_error", "invalid_api_key").body(), status_code=401)
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY:
+            return JSONResponse(ApiError(413, f"request body over {MAX_BODY} bytes", code="body_too_large").body(), status_code=413)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "models": [e.name for e in server.engines], "queued": server.queued, **vars(server.counters)}
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        from steer_cli.routers import ROUTERS, Route, fill
+
+        routes = [fill(Route(name), server.defaults).label for name in ROUTERS]
+        return {"object": "list", "data": [{"id": r, "object": "model", "created": 0, "owned_by": "steer"} for r in routes]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(http: HttpRequest):
+        raw = await http.body()
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, f"request body over {MAX_BODY} bytes", code="body_too_large")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
+        request = server.parse(body)
+        server.admit()
+        rid, created, cancel = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), threading.Event()
+        if request.stream:
+            return EventSourceResponse(_stream(server, request, rid, created, cancel, http), ping=15)
+        try:
+            result = await _solve(server, request, cancel, http)
+        finally:
+            server.leave()
+        return completion(request, result, rid, created)
+
+    return app
+
+
+async def _pump(server: Server, request: Request, cancel: threading.Event):
+    """Yield the solver's events from a worker thread as they come."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    def work() -> None:
+        try:
+            for event in server.events(request, cancel):
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+        except BaseException as exc:  # noqa: BLE001 - handed to the request to report
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        loop.call_soon_threadsafe(queue.put_nowait, done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise _as_api_error(item)
+            yield item
+    finally:
+        cancel.set()  # a consumer that stops early (client gone) stops the solve
+
+
+def _as_api_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, SteerError):
+        return ApiError(500, str(exc), "server_error", "solve_failed")
+    return ApiError(500, f"{type(exc).__name__}: {exc}", "server_error", "internal_error")
+
+
+async def _solve(server: Server, request: Request, cancel: threading.Event, http) -> Any:
+    from steer_cli.solver import Solved
+
+    async def watch() -> None:
+        while not cancel.is_set():
+            if await http.is_disconnected():
+                cancel.set()
+                return
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async for event in _pump(server, request, cancel):
+            if isinstance(event, Solved):
+                return event.result
+    finally:
+        watcher.cancel()
+    raise ApiError(499, "the client closed the request", code="client_closed")
+
+
+async def _stream(server: Server, request: Request, rid: str, created: int, cancel: threading.Event, http):
+    from steer_cli.solver import Discarded, Solved, StepFinished, StepStarted, TextDelta
+
+    current: dict = {}
+    try:
+        yield chunk(request, rid, created, {"role": "assistant", "content": ""})
+        async for event in _pump(server, request, cancel):
+            if isinstance(event, StepStarted):
+                current = {"step": event.index, "tier": event.tier, "model": event.model, "route_score": event.score}
+            elif isinstance(event, TextDelta):
+                yield chunk(request, rid, created, {"content": event.text}, steer=current)
+            elif isinstance(event, StepFinished):
+                yield chunk(request, rid, created, {}, steer={**step_note(event.step), "step_done": True})
+            elif isinstance(event, Discarded):
+                yield chunk(request, rid, created, {}, steer={"discarded": len(event.steps), "to_tier": event.to_tier, "score": event.score})
+            elif isinstance(event, Solved):
+                result = event.result
+                yield chunk(request, rid, created, {}, finish_reason(result), usage=usage(result), steer=steer_block(result))
+        yield "[DONE]"
+    except ApiError as exc:
+        yield json.dumps(exc.body())
+    finally:
+        cancel.set()
+        server.leave()
