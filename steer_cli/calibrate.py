@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from steer_cli.errors import UsageError
+from steer_cli.routers import spec
 
 
 @dataclass(frozen=True)
@@ -46,27 +47,15 @@ def scores_of(router: str, signal: str | None, records: list[dict]) -> list[floa
     """The scores `router` would compare with its threshold, as traced by a
     small-only run: one per step (steer, trim self) or per answer (cascade).
     Empty when the score needs a model the small-only run never used."""
-    if router == "steer":
-        return [s["signals"][signal] for r in records if "steps" in r for s in r["steps"] if s.get("signals")]
-    if router == "trim" and signal in ("self", "self-min"):
-        key = "mean_logprob" if signal == "self" else "min_logprob"
-        return [math.exp(s[key]) for r in records if "steps" in r for s in r["steps"]]
-    if router == "cascade":
-        return [r.get("answer_confidence") or 0.0 for r in records if "steps" in r]
-    return []
+    return spec(router).scores(signal, records)
 
 
 def decisions_per_query(router: str, records: list[dict]) -> float:
     """Routing decisions per query in a small-only run: its steps, or one."""
     solved = [r for r in records if "steps" in r]
-    if router == "cascade" or not solved:
+    if spec(router).per_query or not solved:
         return 1.0
     return sum(len(r["steps"]) for r in solved) / len(solved)
-
-
-# Scores in records are rounded; a score this close to the threshold counts as
-# escalating, so a problem is only ever reused when it certainly would not be.
-_ROUNDING = 1e-4
 
 
 def stays_small(router: str, signal: str | None, threshold: float, record: dict) -> bool:
@@ -76,18 +65,7 @@ def stays_small(router: str, signal: str | None, threshold: float, record: dict)
     router sees exactly these scores; if none is below the threshold, the
     routed record *is* the small-only record. False when it cannot be known
     (random routing, scores that need another model)."""
-    if "steps" not in record:
-        return False
-    if router == "cascade":
-        return (record.get("answer_confidence") or 0.0) >= threshold + _ROUNDING
-    if router == "steer" or (router == "trim" and signal in ("self", "self-min")):
-        scores = scores_of(router, signal, [record])
-        if router == "steer" and len(scores) < len(record["steps"]):
-            return False  # a step without its trace
-        if router == "steer" and record["finish"] == "eos" and record["steps"] and record["steps"][-1]["finish"] != "eos":
-            return False  # it ended at a step start, a decision point whose score was not recorded
-        return all(score >= threshold + _ROUNDING for score in scores)
-    return False
+    return "steps" in record and spec(router).stays_small(signal, threshold, record)
 
 
 def quantile(scores: list[float], f: float) -> float:

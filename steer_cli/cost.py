@@ -24,10 +24,14 @@ class ModelCost:
     reused_tokens: int
     flops: float
     wall_s: float
+    price_usd: float | None = None  # input (prefill + cached) and output tokens at the model's price
 
     @classmethod
-    def of(cls, name: str, params: int, stats: EngineStats) -> ModelCost:
+    def of(cls, name: str, params: int, stats: EngineStats, price=None) -> ModelCost:
         processed = stats.evaluated_tokens + stats.reused_tokens
+        billed = None
+        if price is not None:
+            billed = round(((stats.prefill_tokens + stats.reused_tokens) * price.input_per_m + stats.decoded_tokens * price.output_per_m) / 1e6, 8)
         return cls(
             name=name,
             params=params,
@@ -37,6 +41,7 @@ class ModelCost:
             reused_tokens=stats.reused_tokens,
             flops=2.0 * params * processed,
             wall_s=round(stats.wall_s, 4),
+            price_usd=billed,
         )
 
 
@@ -47,6 +52,7 @@ class Cost:
     large_only_flops: float = 0.0
     relative_cost: float = 0.0  # routed FLOPs / large-only FLOPs
     wall_s: float = 0.0
+    price_usd: float | None = None  # every tier's bill, when every tier has a price
 
     @classmethod
     def of(cls, models: list[ModelCost], large_only_tokens: int, large_params: int, wall_s: float) -> Cost:
@@ -58,4 +64,5 @@ class Cost:
             large_only_flops=reference,
             relative_cost=round(flops / reference, 4) if reference else 0.0,
             wall_s=round(wall_s, 4),
+            price_usd=None if any(m.price_usd is None for m in models) else round(sum(m.price_usd for m in models), 8),
         )

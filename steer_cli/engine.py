@@ -72,11 +72,14 @@ class Token:
 
 
 class Engine(Protocol):
-    """What the step loop needs from a model. `LlamaEngine` is the real one;
-    tests script a fake with the same surface."""
+    """What the step loop needs from a model. `LlamaEngine` is the local one,
+    `remote.RemoteEngine` a model behind an OpenAI-compatible server; tests
+    script a fake with the same surface."""
 
     name: str
     stats: EngineStats
+    stop: str  # the step delimiter (the solver sets it); a remote server stops there
+    price: Any  # registry.Price per million input/output tokens, or None
 
     @property
     def params(self) -> int: ...
@@ -165,6 +168,8 @@ class LlamaEngine:
         self.path = Path(path)
         self.options = options or LoadOptions()
         self.stats = EngineStats()
+        self.stop = "\n\n"
+        self.price: Any = None
         self._rng = np.random.default_rng(self.options.seed)
         self._llm: Llama = self._open(vocab_only=True)
         self._weights_loaded = False
@@ -244,9 +249,13 @@ class LlamaEngine:
             return ""
         return self._llm._model.token_get_text(token)
 
-    def render_prompt(self, problem: str) -> list[int]:
+    def prompt_text(self, problem: str) -> str:
+        """The problem in this model's chat template, as text."""
         content = f"{problem.strip()}\n\n{STEP_INSTRUCTION}"
-        prompt = self._chat(messages=[{"role": "user", "content": content}]).prompt
+        return self._chat(messages=[{"role": "user", "content": content}]).prompt
+
+    def render_prompt(self, problem: str) -> list[int]:
+        prompt = self.prompt_text(problem)
         bos = self._llm.token_bos()
         starts_with_bos = bos >= 0 and prompt.startswith(self._special_text(bos) or "\0")
         add_bos = self._llm._model.add_bos_token() and not starts_with_bos

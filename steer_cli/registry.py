@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import model_validator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from steer_cli.errors import UsageError
 
@@ -38,7 +38,24 @@ class PypiSource(_Strict):
     sha256: str | None = Field(default=None, pattern=SHA256)
 
 
+class EndpointSource(_Strict):
+    """A model behind an OpenAI-compatible server (vLLM, llama.cpp, an API)."""
+
+    base_url: str = Field(pattern=r"^https?://")
+    model: str  # the served model name
+    api_key_env: str | None = None  # the variable holding the key; the key itself never lives in the file
+    template_from: str | None = None  # a local model whose chat template and tokenizer this one shares
+
+
+class Price(_Strict):
+    """What the provider bills, per million tokens."""
+
+    input_per_m: float = Field(ge=0)
+    output_per_m: float = Field(ge=0)
+
+
 class Sources(_Strict):
+    endpoint: EndpointSource | None = None
     hf: HfSource | None = None
     pypi: PypiSource | None = None
     path: str | None = None
@@ -47,12 +64,20 @@ class Sources(_Strict):
 
 class ModelEntry(_Strict):
     description: str = ""
-    file: str  # file name in the local cache
+    file: str = ""  # file name in the local cache (none for an endpoint)
     params: int | None = Field(default=None, gt=0)
     n_ctx: int = Field(default=4096, ge=256)
-    price_per_1k: float | None = Field(default=None, ge=0)
+    price: Price | None = None
     chat_template: str | None = None
     sources: Sources
+
+    @model_validator(mode="after")
+    def _complete(self) -> ModelEntry:
+        if self.sources.endpoint is not None and self.params is None:
+            raise ValueError("an endpoint model needs `params` (its parameter count, for FLOPs)")
+        if self.sources.endpoint is None and not self.file:
+            raise ValueError("`file` is required (the GGUF's name in the local cache)")
+        return self
 
     @property
     def sha256(self) -> str | None:

@@ -44,13 +44,41 @@ class DecisionPoint:
 
 
 class Router(Protocol):
+    """What the solver calls. `level` "step" routers pick each step's writer;
+    "query" routers (the cascade) let one tier solve the whole problem and
+    are asked `first_tier` and `keep`. `reviews` routers judge every draft."""
+
     name: str
+    level: str
+    reviews: bool
 
     def decide(self, point: DecisionPoint) -> Decision: ...
 
+    def review(self, draft: Draft) -> Decision: ...
+
+    def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision: ...
+
+    def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision: ...
+
+
+class StepRouter:
+    """Defaults for a step-level router that never reviews a draft."""
+
+    level = "step"
+    reviews = False
+
+    def review(self, draft: Draft) -> Decision:
+        return Decision(tier=draft.tier)
+
+    def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
+        return Decision(tier=0)
+
+    def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision:
+        return Decision(tier=tier)
+
 
 @dataclass
-class FixedRouter:
+class FixedRouter(StepRouter):
     """Always the same tier: `small` (tier 0) or `large` (top tier)."""
 
     name: str
@@ -61,7 +89,7 @@ class FixedRouter:
 
 
 @dataclass
-class SteerRouter:
+class SteerRouter(StepRouter):
     """STEER (arXiv 2511.06190): the tier's own next-token confidence at the
     step start decides; below threshold the step escalates one tier, and the
     next tier is asked the same question, up to the top tier."""
@@ -80,7 +108,7 @@ class SteerRouter:
 
 
 @dataclass
-class RandomRouter:
+class RandomRouter(StepRouter):
     """The honest baseline: each step goes to the top tier with probability p."""
 
     threshold: float  # p
@@ -109,7 +137,7 @@ class Draft:
 
 
 @dataclass
-class TrimRouter:
+class TrimRouter(StepRouter):
     """TRIM (arXiv 2601.10245): the smallest tier drafts every step; a scorer
     judges the draft; below the threshold it is discarded and the next tier up
     rewrites the step (itself judged in turn, up to the top tier)."""
@@ -118,6 +146,7 @@ class TrimRouter:
     signal: str = "self"
     prm_url: str | None = None
     name: str = "trim"
+    reviews = True
 
     def decide(self, point: DecisionPoint) -> Decision:
         return Decision(tier=0)
@@ -142,7 +171,7 @@ class TrimRouter:
 
 
 @dataclass
-class CascadeRouter:
+class CascadeRouter(StepRouter):
     """Confidence cascade (arXiv 2602.22090), query level: a tier's whole
     answer is kept when its answer confidence P(T) reaches the threshold,
     else the next tier solves the problem afresh. With a P(IK) classifier,
@@ -153,7 +182,7 @@ class CascadeRouter:
     pik: PikModel | None = None
     pik_threshold: float = 0.0
     name: str = "cascade"
-    level: str = "query"
+    level = "query"
 
     def decide(self, point: DecisionPoint) -> Decision:
         return Decision(tier=0)
@@ -172,15 +201,92 @@ class CascadeRouter:
         return Decision(tier=tier + 1, score=score)
 
 
-ROUTERS = ("small", "large", "steer", "random", "trim", "cascade")
-THRESHOLDED = ("steer", "random", "trim", "cascade")
-DEFAULT_THRESHOLDS = {"steer": 0.5, "random": 0.5, "trim": 0.5, "cascade": 0.5}
-# What each router's --signal may name; the first is its default.
-ROUTER_SIGNALS: dict[str, tuple[str, ...]] = {
-    "steer": tuple(SIGNALS),
-    "trim": ("self", "self-min", "verify", "verify-min", "prm"),
-    "cascade": ("answer",),
+# -- the registry: one entry per router ------------------------------------------
+# Calibration reads a router's scores from a small-only run's records: its
+# traces (`scores`) and whether a problem would never leave the smallest tier
+# (`stays_small`; with greedy decoding such a problem *is* its small-only run).
+# Scores in records are rounded; one this close to the threshold counts as escalating.
+_ROUNDING = 1e-4
+
+
+def _steer_scores(signal: str | None, records: list[dict]) -> list[float]:
+    return [s["signals"][signal] for r in records if "steps" in r for s in r["steps"] if s.get("signals")]
+
+
+def _steer_stays(signal: str | None, threshold: float, record: dict) -> bool:
+    scores = _steer_scores(signal, [record])
+    if len(scores) < len(record["steps"]):
+        return False  # a step without its trace
+    if record["finish"] == "eos" and record["steps"] and record["steps"][-1]["finish"] != "eos":
+        return False  # it ended at a step start, a decision point whose score was not recorded
+    return all(score >= threshold + _ROUNDING for score in scores)
+
+
+def _trim_scores(signal: str | None, records: list[dict]) -> list[float]:
+    if signal not in ("self", "self-min"):
+        return []  # verify and prm scores need a model the small-only run never asked
+    key = "mean_logprob" if signal == "self" else "min_logprob"
+    return [math.exp(s[key]) for r in records if "steps" in r for s in r["steps"]]
+
+
+def _trim_stays(signal: str | None, threshold: float, record: dict) -> bool:
+    return signal in ("self", "self-min") and all(score >= threshold + _ROUNDING for score in _trim_scores(signal, [record]))
+
+
+def _cascade_scores(signal: str | None, records: list[dict]) -> list[float]:
+    return [r.get("answer_confidence") or 0.0 for r in records if "steps" in r]
+
+
+def _cascade_stays(signal: str | None, threshold: float, record: dict) -> bool:
+    return (record.get("answer_confidence") or 0.0) >= threshold + _ROUNDING
+
+
+def _make_trim(threshold: float, signal: str, seed: int) -> Router:
+    prm_url = os.environ.get("STEER_PRM_URL")
+    if signal == "prm" and not prm_url:
+        raise UsageError("--signal prm needs a process reward model endpoint", "set STEER_PRM_URL=http://host:port/score")
+    return TrimRouter(threshold=threshold, signal=signal, prm_url=prm_url)
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """Everything steer knows about a router, in one place: how to build it,
+    what it reads, what its threshold means, and how calibration probes it."""
+
+    name: str
+    make: Callable[[float, str, int], Router]
+    signals: tuple[str, ...] = ()  # what --signal may name; the first is the default
+    threshold: float | None = None  # the fallback threshold; None: the router has none
+    rule: str = ""  # the legend: what falling below the threshold does
+    per_query: bool = False  # one routing decision per query (calibration's cost model)
+    scores: Callable[[str | None, list[dict]], list[float]] = lambda signal, records: []
+    stays_small: Callable[[str | None, float, dict], bool] = lambda signal, threshold, record: False
+
+
+REGISTRY: dict[str, RouterSpec] = {
+    spec.name: spec
+    for spec in (
+        RouterSpec("small", lambda t, s, seed: FixedRouter(name="small", top=False)),
+        RouterSpec("large", lambda t, s, seed: FixedRouter(name="large", top=True)),
+        RouterSpec("steer", lambda t, s, seed: SteerRouter(threshold=t, signal=s), tuple(SIGNALS), 0.5,
+                   "{signal} before a step < {threshold} → a larger model writes it", scores=_steer_scores, stays_small=_steer_stays),
+        RouterSpec("random", lambda t, s, seed: RandomRouter(threshold=t, seed=seed), (), 0.5, "each step goes to the top tier with probability {threshold}"),
+        RouterSpec("trim", _make_trim, ("self", "self-min", "verify", "verify-min", "prm"), 0.5,
+                   "{signal} score of a draft < {threshold} → discarded, a larger model rewrites it", scores=_trim_scores, stays_small=_trim_stays),
+        RouterSpec("cascade", lambda t, s, seed: CascadeRouter(threshold=t), ("answer",), 0.5,
+                   "P(T) of an answer < {threshold} → the next tier solves the problem", per_query=True, scores=_cascade_scores, stays_small=_cascade_stays),
+    )
 }
+ROUTERS = tuple(REGISTRY)
+THRESHOLDED = tuple(name for name, spec in REGISTRY.items() if spec.threshold is not None)
+DEFAULT_THRESHOLDS = {name: spec.threshold for name, spec in REGISTRY.items() if spec.threshold is not None}
+ROUTER_SIGNALS: dict[str, tuple[str, ...]] = {name: spec.signals for name, spec in REGISTRY.items() if spec.signals}
+
+
+def spec(name: str) -> RouterSpec:
+    if name not in REGISTRY:
+        raise UsageError(f"unknown router {name!r}", f"use one of: {', '.join(ROUTERS)}")
+    return REGISTRY[name]
 
 
 def default_signal(router: str) -> str | None:
@@ -229,24 +335,10 @@ def fill(route: Route, defaults) -> Route:
 
 def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:
     """Build a router by name; `threshold`/`signal` None take the router's defaults."""
-    if name not in ROUTERS:
-        raise UsageError(f"unknown router {name!r}", f"use one of: {', '.join(ROUTERS)}")
-    allowed = ROUTER_SIGNALS.get(name)
+    entry = spec(name)
     signal = signal or default_signal(name)
-    if allowed and signal not in allowed:
-        raise UsageError(f"router {name} has no signal {signal!r}", f"use one of: {', '.join(allowed)}")
+    if entry.signals and signal not in entry.signals:
+        raise UsageError(f"router {name} has no signal {signal!r}", f"use one of: {', '.join(entry.signals)}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"threshold {threshold} is outside [0, 1]", "pass a value like 0.5")
-    t = DEFAULT_THRESHOLDS.get(name, 0.0) if threshold is None else threshold
-    if name in ("small", "large"):
-        return FixedRouter(name=name, top=name == "large")
-    if name == "steer":
-        return SteerRouter(threshold=t, signal=signal or "maxprob")
-    if name == "trim":
-        prm_url = os.environ.get("STEER_PRM_URL")
-        if signal == "prm" and not prm_url:
-            raise UsageError("--signal prm needs a process reward model endpoint", "set STEER_PRM_URL=http://host:port/score")
-        return TrimRouter(threshold=t, signal=signal or "self", prm_url=prm_url)
-    if name == "cascade":
-        return CascadeRouter(threshold=t)
-    return RandomRouter(threshold=t, seed=seed)
+    return entry.make(entry.threshold or 0.0 if threshold is None else threshold, signal or "", seed)

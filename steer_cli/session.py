@@ -8,7 +8,7 @@ from pathlib import Path
 from steer_cli import fetch
 from steer_cli.engine import LlamaEngine, LoadOptions
 from steer_cli.errors import SteerError
-from steer_cli.registry import Registry, load_registry
+from steer_cli.registry import Price, Registry, load_registry
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,20 @@ def tier_specs(registry: Registry, tiers: str | None = None, small: str | None =
     return names
 
 
+def _remote(name: str, registry: Registry, cache: Path | None, options: LoadOptions):
+    """A tier behind an OpenAI-compatible server; its template and tokenizer
+    from the `template_from` model when named (vocab only: no weights load)."""
+    from steer_cli.remote import RemoteEngine
+
+    entry = registry.model(name)
+    endpoint = entry.sources.endpoint
+    local = None
+    if endpoint.template_from:
+        choice = resolve_model(endpoint.template_from, registry, cache)
+        local = LlamaEngine(choice.name, choice.path, replace(options, chat_template=choice.chat_template))
+    return RemoteEngine(name, endpoint, entry.params, options, local, entry.chat_template, price=entry.price)
+
+
 def build_tiers(
     small: str | None = None,
     large: str | None = None,
@@ -56,9 +70,15 @@ def build_tiers(
     """One engine per tier; `n_ctx` None takes each model's own from models.yaml."""
     registry = registry or load_registry()
     base = options or LoadOptions()
-    engines = []
+    engines: list = []
     for spec in tier_specs(registry, tiers, small, large):
+        if not _looks_like_path(spec) and registry.model(spec).sources.endpoint is not None:
+            engines.append(_remote(spec, registry, cache, replace(base, n_ctx=n_ctx or registry.model(spec).n_ctx)))
+            continue
         choice = resolve_model(spec, registry, cache)
         opts = replace(base, n_ctx=n_ctx or choice.n_ctx, chat_template=base.chat_template or choice.chat_template)
-        engines.append(LlamaEngine(choice.name, choice.path, opts))
+        engine = LlamaEngine(choice.name, choice.path, opts)
+        # A local model bills no API: $0 unless models.yaml prices it (electricity, say).
+        engine.price = (None if _looks_like_path(spec) else registry.model(spec).price) or Price(input_per_m=0, output_per_m=0)
+        engines.append(engine)
     return engines

@@ -144,6 +144,8 @@ class Solver:
         self.router = router
         self.limits = limits or StepLimits()
         self.budget = budget or Budget()
+        for tier in tiers:
+            tier.stop = self.limits.delimiter
 
     def solve(self, problem: str) -> Iterator[Event]:
         self._before = [t.stats.snapshot() for t in self.tiers]
@@ -201,13 +203,12 @@ class Solver:
     def _write_reviewed(self, attempt: _Attempt, members: list[int], index: int, tier: int, score: float | None) -> Iterator[Event]:
         """Write a step with `tier`; a reviewing router may discard the draft
         and have the next tier up write it instead."""
-        review = getattr(self.router, "review", None)
         marks = [t.mark() for t in self.tiers]
         while True:
             yield StepStarted(index, tier, self.tiers[tier].name, score)
             step = yield from self._write_step(tier, index, score)
             read_by: set[int] = set()
-            if review is None or step.tokens == 0:
+            if not self.router.reviews or step.tokens == 0:
                 break
 
             def score_by(t: int, text: str = step.text) -> list[float]:
@@ -216,7 +217,7 @@ class Solver:
 
             position = members.index(tier)
             visible = self._visible(members, need=step.tokens)
-            verdict = review(Draft(self._problem, [s.text for s in attempt.steps], step.text, step.token_logprobs, position, visible, score_by))
+            verdict = self.router.review(Draft(self._problem, [s.text for s in attempt.steps], step.text, step.token_logprobs, position, visible, score_by))
             if verdict.score is not None:  # the top tier's own step keeps the score that sent it there
                 step.score = verdict.score
             if verdict.tier == position:
@@ -313,7 +314,7 @@ class Solver:
     # -- budget ---------------------------------------------------------------
     @property
     def _query_level(self) -> bool:
-        return getattr(self.router, "level", "step") == "query"
+        return self.router.level == "query"
 
     def _room(self, tier: int) -> int | None:
         """Tokens `tier` may still decode within the budget (None: no cap).
@@ -357,7 +358,7 @@ class Solver:
     def _cost(self, attempt: _Attempt, wall_s: float) -> Cost:
         """Per-model cost; the reference is the top tier's prompt plus every
         kept step in its own tokenization (counted as the steps were kept)."""
-        models = [ModelCost.of(t.name, t.params, s) for t, s in zip(self.tiers, self._since(), strict=True)]
+        models = [ModelCost.of(t.name, t.params, s, t.price) for t, s in zip(self.tiers, self._since(), strict=True)]
         return Cost.of(models, self.tiers[-1].prompt_length() + attempt.top_tokens, self.tiers[-1].params, wall_s)
 
 

@@ -49,13 +49,11 @@ def legend(router: str, threshold: float | None, signal: str | None) -> Text:
     text.append(f"≥{GREEN}", style="green").append(" / ", style="dim")
     text.append(f"≥{YELLOW}", style="yellow").append(" / ", style="dim")
     text.append(f"<{YELLOW}", style="red")
-    rules = {
-        "steer": f"{signal} before a step < {threshold} → a larger model writes it",
-        "trim": f"{signal} score of a draft < {threshold} → discarded, a larger model rewrites it",
-        "cascade": f"P(T) of an answer < {threshold} → the next tier solves the problem",
-    }
-    if router in rules and threshold is not None:
-        text.append(f"   router {router}: {rules[router]}", style="dim")
+    from steer_cli.routers import REGISTRY
+
+    rule = REGISTRY[router].rule if router in REGISTRY else ""
+    if rule and threshold is not None:
+        text.append(f"   router {router}: {rule.format(signal=signal, threshold=threshold)}", style="dim")
     else:
         text.append(f"   router {router}", style="dim")
     return text

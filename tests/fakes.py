@@ -26,6 +26,8 @@ class ScriptedEngine:
         verify_probs: list[float] | None = None,
     ) -> None:
         self.name = name
+        self.stop = "\n\n"
+        self.price = None
         self._params = params
         self.stats = EngineStats()
         self.queue: list[str] = []

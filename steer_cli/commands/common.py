@@ -163,7 +163,10 @@ def check_pik(pik, engines) -> None:
     if pik is None:
         return
     from steer_cli.fetch import content_sha256
+    from steer_cli.remote import RemoteEngine
 
+    if isinstance(engines[0], RemoteEngine):
+        raise UsageError(f"the small tier {engines[0].name} is remote: P(IK) needs its hidden state", "use a local GGUF as the small tier with --pik")
     sha = content_sha256(engines[0].path)
     if pik.model_sha256 != sha:
         raise UsageError(f"the P(IK) file was trained for {pik.model} ({pik.model_sha256[:12]}…), not for the small tier {engines[0].name} ({sha[:12]}…)", "train one for this model with `steer pik train`")
@@ -187,6 +190,15 @@ def unescape(delimiter: str) -> str:
     return "".join(out)
 
 
+def _identity(engine, content_sha256) -> str:
+    """What a record's model is: a local file's sha256, or a remote endpoint and its served model."""
+    from steer_cli.remote import RemoteEngine
+
+    if isinstance(engine, RemoteEngine):
+        return f"{engine.endpoint.base_url}#{engine.endpoint.model}"
+    return content_sha256(engine.path)
+
+
 def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None, registry=None, pik=None):
     """Loaded engines plus the fingerprint that keys their records: every
     setting that changes an answer (models, limits, sampling, prompt, budget)."""
@@ -202,7 +214,7 @@ def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: 
     caps = budget(max_large_tokens, relative, registry.defaults)
     engines = engine_args.engines(registry)
     fingerprint = {
-        "models": [(e.name, content_sha256(e.path)) for e in engines],
+        "models": [(e.name, _identity(e, content_sha256)) for e in engines],
         "limits": vars(limits),
         "temperature": engine_args.temperature,
         "seed": engine_args.seed,
