@@ -103,6 +103,7 @@ class Summary:
     cost_se: float  # its standard error over problems (delta method for a ratio of sums)
     decode_cost: float  # decoded tokens only, weighted by parameters (TRIM's "expensive tokens")
     time_cost: float | None  # wall seconds against the measured large-only run (None without it)
+    price_cost: float | None  # billed price against the large-only run's (None without prices or that run)
     reference: str  # "measured" (the large-only run, per problem) or "estimated"
     large_decoded_per_problem: float
     large_step_share: float
@@ -140,12 +141,21 @@ def summarize(label: str, records: list[dict], large: dict[str, dict] | None = N
         cost_se=ratio_se(flops, [x[0] for x in refs]),
         decode_cost=_ratio([decode_flops(r) for r in solved], [x[1] for x in refs]),
         time_cost=_ratio([wall(r) for r in solved], [x[2] or 0.0 for x in refs]) if measured else None,
+        price_cost=_price_ratio(solved, large) if measured else None,
         reference="measured" if measured else "estimated",
         large_decoded_per_problem=sum(r["cost"]["models"][-1]["decoded_tokens"] for r in solved) / n if n else 0.0,
         large_step_share=sum(s["tier"] == top for s in steps) / len(steps) if steps else 0.0,
         wall_s=seconds,
         wall_s_per_problem=seconds / n if n else 0.0,
     )
+
+
+def _price_ratio(records: list[dict], large: dict[str, dict] | None) -> float | None:
+    prices = [r["cost"].get("price_usd") for r in records]
+    reference = [(large or {})[r["key"]]["cost"].get("price_usd") for r in records]
+    if any(p is None for p in prices + reference) or not sum(reference):
+        return None
+    return sum(prices) / sum(reference)
 
 
 def _ratio(xs: list[float], ys: list[float]) -> float:

@@ -8,7 +8,7 @@ from steer_cli.stats import Summary, add_baselines, ratio_se
 
 
 def summary(config, accuracy, cost):
-    return Summary(config, 100, int(accuracy * 100), accuracy, 0, 1, cost, 0.0, cost, None, "estimated", 0, 0, 0, 0)
+    return Summary(config, 100, int(accuracy * 100), accuracy, 0, 1, cost, 0.0, cost, None, None, "estimated", 0, 0, 0, 0)
 
 
 def outcomes(right: int, n: int = 100) -> dict[str, bool]:

@@ -40,18 +40,13 @@ def ask(
     """Solve PROBLEM step by step, routing each step to the small or large model."""
     with boundary():
         from steer_cli import ui
-        from steer_cli.solver import Solved, Solver
+        from steer_cli.solver import Solved
 
         text = common.read_problem(problem)
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        registry = engine_args.registry()
-        classifier = common.load_pik(pik)
-        chosen = common.route(router, threshold, signal, registry.defaults, classifier, pik_threshold)
-        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
-        caps = common.budget(max_large_tokens, budget, registry.defaults)
-        engines = engine_args.engines(registry)
-        common.check_pik(classifier, engines)
-        events = Solver(engines, chosen.build(seed, classifier), limits, caps).solve(text)
+        plan = common.plan(engine_args, router, threshold, signal, pik, pik_threshold, max_steps, max_step_tokens, delimiter, max_large_tokens, budget)
+        chosen = plan.route
+        events = plan.solver().solve(text)
         if not quiet:
             console = ui.stderr_console()
             console.print(ui.legend(chosen.router, chosen.threshold, chosen.signal))

@@ -41,14 +41,9 @@ def batch(
     """Solve every line of INPUT; one JSON result per line, flushed as it completes."""
     with boundary():
         from steer_cli import datasets, runs, ui
-        from steer_cli.solver import Solver
 
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        registry = engine_args.registry()
-        classifier = common.load_pik(pik)
-        chosen = common.route(router, threshold, signal, registry.defaults, classifier, pik_threshold)
-        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
-        caps = common.budget(max_large_tokens, budget, registry.defaults)
+        plan = common.plan(engine_args, router, threshold, signal, pik, pik_threshold, max_steps, max_step_tokens, delimiter, max_large_tokens, budget)
         out_path = None if output in (None, "-") else Path(output)
         if out_path is not None and input != "-" and out_path.resolve() == Path(input).resolve():
             raise common.UsageError(f"-o {output} is the input file", "write the results to another file, e.g. -o results.jsonl")
@@ -68,9 +63,7 @@ def batch(
                 todo.append(item)
         solver = None
         if any(item.error is None for item in todo):
-            engines = engine_args.engines(registry)
-            common.check_pik(classifier, engines)
-            solver = Solver(engines, chosen.build(seed, classifier), limits, caps)
+            solver = plan.solver()
         try:
             # Results on a terminal's stdout: keep the bar from drawing over them.
             hide = quiet or (out is sys.stdout and sys.stdout.isatty())

@@ -6,7 +6,7 @@ import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 from collections.abc import Iterator
 
 import typer
@@ -111,6 +111,34 @@ class EngineArgs:
         """(registry, engines)."""
         registry = self.registry()
         return registry, self.engines(registry)
+
+
+@dataclass
+class Plan:
+    """What ask and batch will run, checked whole before any model loads."""
+
+    engine_args: EngineArgs
+    registry: Any
+    route: Any
+    limits: Any
+    caps: Any
+    pik: Any
+
+    def solver(self):
+        """Load the tiers (once per command) and the solver that routes between them."""
+        from steer_cli.solver import Solver
+
+        engines = self.engine_args.engines(self.registry)
+        check_pik(self.pik, engines)
+        return Solver(engines, self.route.build(self.engine_args.seed, self.pik), self.limits, self.caps)
+
+
+def plan(engine_args: EngineArgs, router: str | None, threshold: float | None, signal: str | None, pik_path: Path | None, pik_threshold: float | None,
+         max_steps: int, max_step_tokens: int, delimiter: str, max_large_tokens: int | None, relative: float | None) -> Plan:
+    registry = engine_args.registry()
+    classifier = load_pik(pik_path)
+    chosen = route(router, threshold, signal, registry.defaults, classifier, pik_threshold)
+    return Plan(engine_args, registry, chosen, step_limits(max_steps, max_step_tokens, delimiter), budget(max_large_tokens, relative, registry.defaults), classifier)
 
 
 def budget(max_large_tokens: int | None, relative: float | None, defaults):
