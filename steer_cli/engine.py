@@ -408,7 +408,7 @@ class LlamaEngine:
         self._rng = np.random.default_rng(s if seed is None else seed)
 
     def embed_prompt(self, problem: str) -> np.ndarray:
-        """Mean-pooled hidden state of the rendered problem, from a context of
+        """Hidden state of the rendered problem (mean and last token), from a context of
         its own (P(IK)'s input); its prefill is counted on this engine."""
         if self._embedded is None:
             from steer_cli.pik import Embedded

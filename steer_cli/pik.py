@@ -2,10 +2,10 @@
 a tier will get a query right (the confidence cascade's second signal, arXiv
 2602.22090), so a query that is hopeless for the small tier skips it.
 
-Features come from the model itself: the mean-pooled last hidden state of the
-rendered question (llama.cpp's embeddings mode, in a context of its own so the
-generation context's prefix cache is never disturbed), plus two cheap text
-extras. The classifier is an L2-regularised logistic regression in numpy; the
+Features come from the model itself: its last hidden state over the rendered
+question, mean-pooled and at the last token (llama.cpp's embeddings mode, in a
+context of its own so the generation context's prefix cache is never
+disturbed), plus two cheap text extras. The classifier is an L2-regularised logistic regression in numpy; the
 file it is saved to is validated on load (format, feature names, the model
 it was trained for, sizes), so a tampered or mismatched file is refused.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from steer_cli.errors import SteerError, UsageError
+from steer_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -32,9 +32,10 @@ EXTRAS = ("log_question_chars", "numbers_in_question")
 
 
 class PromptEmbedder:
-    """Mean-pooled hidden state of a token list, from its own llama.cpp
-    context in embeddings mode (weights are mmap'd, so shared with the
-    generation context's in memory)."""
+    """The last hidden state at every token of a token list, from its own
+    llama.cpp context in embeddings mode (weights are mmap'd, so shared with
+    the generation context's in memory), pooled two ways: the mean over the
+    question, and the last token's (the state right before answering)."""
 
     def __init__(self, path: Path, n_threads: int, n_ctx: int = 2048) -> None:
         self.path, self.n_threads, self.n_ctx = path, n_threads, n_ctx
@@ -45,13 +46,14 @@ class PromptEmbedder:
             import llama_cpp
 
             self._llm = llama_cpp.Llama(
-                model_path=str(self.path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                model_path=str(self.path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
                 n_ctx=self.n_ctx, n_batch=self.n_ctx, n_ubatch=self.n_ctx, n_threads=self.n_threads,
                 n_threads_batch=self.n_threads, verbose=False,
             )
         return self._llm
 
     def embed(self, tokens: list[int]) -> np.ndarray:
+        """[mean of the token states, the last token's state]."""
         import llama_cpp
 
         llm = self._open()
@@ -59,8 +61,9 @@ class PromptEmbedder:
         llm._ctx.kv_cache_clear()
         llm._batch.set_batch(batch=tokens, n_past=0, logits_all=True)
         llm._ctx.decode(llm._batch)
-        ptr = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)
-        return np.ctypeslib.as_array(ptr, shape=(llm.n_embd(),)).astype(np.float32).copy()
+        ptr = llama_cpp.llama_get_embeddings(llm._ctx.ctx)
+        states = np.ctypeslib.as_array(ptr, shape=(len(tokens), llm.n_embd())).astype(np.float64)
+        return np.concatenate([states.mean(axis=0), states[-1]])
 
 
 def text_extras(question: str) -> list[float]:
@@ -110,7 +113,7 @@ def auroc(scores: list[float] | np.ndarray, labels: list[bool] | np.ndarray) -> 
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def choose_l2(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0), folds: int = 5) -> float:
+def choose_l2(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0), folds: int = 5) -> float:
     """The penalty with the best cross-validated AUROC on the training rows."""
     n = len(y)
     fold = np.arange(n) % folds
@@ -160,7 +163,7 @@ class PikModel:
 
 
 def feature_names(n_embd: int) -> list[str]:
-    return [f"hidden_mean_{i}" for i in range(n_embd)] + list(EXTRAS)
+    return [f"hidden_mean_{i}" for i in range(n_embd)] + [f"hidden_last_{i}" for i in range(n_embd)] + list(EXTRAS)
 
 
 def train(x: np.ndarray, y: np.ndarray, heldout: np.ndarray, model: str, sha256: str, skip_share: float) -> PikModel:
@@ -176,7 +179,7 @@ def train(x: np.ndarray, y: np.ndarray, heldout: np.ndarray, model: str, sha256:
     scores = 1.0 / (1.0 + np.exp(-np.clip(z @ w + b, -30, 30)))
     held_auc = auroc(scores[heldout], y[heldout]) if heldout.any() else None
     threshold = float(np.quantile(scores[train_rows], skip_share)) if skip_share > 0 else 0.0
-    return PikModel(model, sha256, feature_names(x.shape[1] - len(EXTRAS)), mean, scale, w, b, round(threshold, 6),
+    return PikModel(model, sha256, feature_names((x.shape[1] - len(EXTRAS)) // 2), mean, scale, w, b, round(threshold, 6),
                     None if held_auc is None or math.isnan(held_auc) else round(held_auc, 4), int(train_rows.sum()))
 
 
@@ -200,7 +203,7 @@ def load(path: Path, model: str | None = None, sha256: str | None = None) -> Pik
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{path}: malformed P(IK) file ({exc})", "train it again with `steer pik train`") from None
     d = len(pik.features)
-    if pik.features[-len(EXTRAS):] != list(EXTRAS) or pik.features != feature_names(d - len(EXTRAS)):
+    if pik.features[-len(EXTRAS):] != list(EXTRAS) or pik.features != feature_names((d - len(EXTRAS)) // 2):
         raise UsageError(f"{path}: unknown feature names", "train it again with this version of steer")
     if not (pik.mean.shape == pik.scale.shape == pik.weights.shape == (d,)) or not np.all(np.isfinite(pik.weights)) or np.any(pik.scale <= 0):
         raise UsageError(f"{path}: sizes or values do not fit its {d} features (altered?)", "train it again with `steer pik train`")
@@ -230,6 +233,3 @@ class Embedded:
         return vector
 
 
-def check_dims(pik: PikModel, n_embd: int, path: Path) -> None:
-    if len(pik.features) != n_embd + len(EXTRAS):
-        raise SteerError(f"{path}: {len(pik.features)} features, but this model's hidden state has {n_embd} (+{len(EXTRAS)})", "train a P(IK) for this model")

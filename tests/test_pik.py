@@ -29,8 +29,8 @@ def test_auroc_and_logistic_regression_recover_a_known_signal():
 
 def hand_made(threshold):
     """A P(IK) on the scripted engine's 2-number 'hidden state' (first char code, length)."""
-    n = 2
-    return pk.PikModel("s", "0" * 64, pk.feature_names(n), np.zeros(n + 2), np.ones(n + 2), np.array([0.0, 1.0, 0.0, 0.0]), -10.0, threshold)
+    n = 1  # the fake's 2 numbers stand for a mean and a last-token state of width 1
+    return pk.PikModel("s", "0" * 64, pk.feature_names(n), np.zeros(2 * n + 2), np.ones(2 * n + 2), np.array([0.0, 1.0, 0.0, 0.0]), -10.0, threshold)
 
 
 def test_a_query_judged_hopeless_skips_the_small_tier_and_pays_only_the_embedding():
@@ -56,7 +56,7 @@ def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_sma
     report = json.loads(r.stdout)
     assert report["n"] == 16 and 0 < report["small_accuracy"] < 1 and report["saved_to"] == str(out)
     model = pk.load(out)
-    assert model.model == smollm2_path.stem and len(model.features) == 576 + 2
+    assert model.model == smollm2_path.stem and len(model.features) == 2 * 576 + 2
     ask = ["ask", "What is 2 + 2?", "--router", "cascade", "-t", "0", "--pik", str(out), "--json", "-q", *models]
     skipped = json.loads(runner.invoke(app, [*ask, "--pik-threshold", "1"]).stdout)
     assert skipped["attempts"][0]["skipped"] is True and skipped["cost"]["models"][0]["decoded_tokens"] == 0
