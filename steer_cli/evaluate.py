@@ -48,15 +48,18 @@ def parse_configs(spec: str) -> list[Route]:
 FROM_FILE = -1.0  # "+pik" with no threshold: the P(IK) file's own
 
 
-def with_pik(route: Route, pik) -> Route:
-    """A +pik route with its threshold read from the P(IK) file where unnamed."""
+def with_pik(route: Route, pik, defaults=None) -> Route:
+    """A +pik route with its threshold, where unnamed, from models.yaml's
+    calibrated value or else the P(IK) file's own."""
     if route.pik is None:
         return route
     if route.router != "cascade":
         raise UsageError(f"router {route.router} does not read P(IK)", "use +pik with cascade only, e.g. cascade@0.999+pik@0.2")
     if pik is None:
         raise UsageError(f"{route.router}+pik needs a P(IK) classifier", "pass --pik FILE (from `steer pik train`)")
-    return replace(route, pik=pik.threshold) if route.pik == FROM_FILE else route
+    if route.pik != FROM_FILE:
+        return route
+    return replace(route, pik=defaults.thresholds.get("pik", pik.threshold) if defaults is not None else pik.threshold)
 
 
 def signal_for(router: str, signal: str | None) -> str | None:

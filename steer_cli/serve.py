@@ -93,7 +93,7 @@ class Server:
             raise ApiError(400, "'model' must be a string naming a route, e.g. steer or trim:verify@0.8")
         try:
             (route,) = ev.parse_configs(name)
-            route = ev.fill(ev.with_pik(route, self.pik), self.defaults)
+            route = ev.fill(ev.with_pik(route, self.pik, self.defaults), self.defaults)
             route.build(pik=self.pik)
         except (SteerError, ValueError) as exc:
             raise ApiError(404, f"unknown model {name!r}: {exc}", code="model_not_found") from None

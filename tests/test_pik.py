@@ -63,6 +63,11 @@ def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_sma
     assert skipped["cost"]["models"][0]["prefill_tokens"] > 0  # the embedding pass is paid for
     kept = json.loads(runner.invoke(app, [*ask, "--pik-threshold", "0"]).stdout)
     assert "skipped" not in kept["attempts"][0] and 0 <= kept["attempts"][0]["pik"] <= 1
+    # calibrate moves the P(T) and P(IK) thresholds along one line and reports both.
+    cal = runner.invoke(app, ["calibrate", "--target-cost", "0.9", "--router", "cascade", "--pik", str(out), "--data", str(data), "--limit", "4",
+                              "--heldout", "none", "--max-rounds", "1", "--tolerance", "0.9", "--dry-run", "--json", "-q", "--work", str(tmp_path / "work"), *models])
+    assert cal.exit_code == 0, cal.stderr
+    assert 0.0 <= json.loads(cal.stdout)["pik_threshold"] <= 1.0
     # The same file on another small model, or altered, is refused in one line.
     other = runner.invoke(app, ["ask", "2+2?", "--router", "cascade", "--pik", str(out), "--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1"])
     assert other.exit_code == 2 and "was trained for" in other.stderr and other.stderr.count("\n") == 1

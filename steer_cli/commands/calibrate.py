@@ -27,6 +27,7 @@ def calibrate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     work: Annotated[Optional[Path], typer.Option("--work", help="Per-configuration records (reused on rerun); default STEER_HOME/eval.")] = None,
+    pik: common.Pik = None,
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
@@ -55,12 +56,16 @@ def calibrate(
         name = router or load_registry(config).defaults.router
         if name not in THRESHOLDED:
             raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
+        if pik is not None and name != "cascade":
+            raise common.UsageError(f"router {name} does not read P(IK)", "use --pik with --router cascade")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
         registry = engine_args.registry()
         limits = common.step_limits(max_steps, max_step_tokens, delimiter)
+        classifier = common.load_pik(pik)
         items = datasets.problems(data, limit)
         held = _heldout_items(heldout, heldout_limit, data, limit)
-        bench = common.bench(engine_args, limits, work, registry=registry)
+        bench = common.bench(engine_args, limits, work, registry=registry, pik=classifier)
+        common.check_pik(classifier, bench.engines)
         chosen = bench.resolve(Route(name, None, ev.signal_for(name, signal))).signal
         log = ui.stderr_console()
         small_done: dict[str, dict] = {}  # problem key -> small-only record
@@ -68,7 +73,8 @@ def calibrate(
 
         def run(cfg: Route, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
             reuse = None
-            if cfg.router != "small" and greedy:  # problems whose small-only trace never escalates are that run
+            # Problems whose small-only trace never escalates are that run (not with P(IK): it adds its own pass).
+            if cfg.router != "small" and greedy and cfg.pik is None:
                 if any(p.key not in small_done for p in problems):
                     run(Route("small"), problems, what)  # with its own progress bar: it is the long part
 
@@ -89,16 +95,28 @@ def calibrate(
 
         floor, small_records = run(Route("small"), items, "calibration")
         scores = cal.scores_of(name, chosen, small_records)
+        # With P(IK) the pair of thresholds moves along one line: both are the
+        # same quantile f of their own signal over the calibration problems.
+        pik_scores = [classifier.predict(bench.engines[0].embed_prompt(i.question), i.question) for i in items] if classifier else []
+        line: dict[float, float | None] = {}
+
+        def to_threshold(f: float) -> float:
+            t = round(cal.quantile(scores, f), 4)
+            line[t] = round(cal.quantile(pik_scores, f), 4) if classifier else None
+            return t
+
         outcome = cal.search(
-            lambda t: run(Route(name, t, chosen), items, "calibration")[0],
-            target_cost, floor.cost, lambda f: cal.quantile(scores, f), tolerance, max_rounds,
+            lambda t: run(Route(name, t, chosen, line.get(t)), items, "calibration")[0],
+            target_cost, floor.cost, to_threshold, tolerance, max_rounds,
             cal.decisions_per_query(name, small_records),
         )
-        check = run(Route(name, outcome.best.threshold, chosen), held, "held-out")[0] if held else None
+        best_pik = line.get(outcome.best.threshold)
+        check = run(Route(name, outcome.best.threshold, chosen, best_pik), held, "held-out")[0] if held else None
         saved = None
         if not dry_run:
-            saved = save_user_defaults({"thresholds": {name: outcome.best.threshold}, "signals": {name: chosen}} if chosen else {"thresholds": {name: outcome.best.threshold}}, config)
-        _report(name, chosen, target_cost, outcome, check, saved, as_json)
+            thresholds = {name: outcome.best.threshold, **({"pik": best_pik} if best_pik is not None else {})}
+            saved = save_user_defaults({"thresholds": thresholds, "signals": {name: chosen}} if chosen else {"thresholds": thresholds}, config)
+        _report(name, chosen, target_cost, outcome, check, saved, as_json, best_pik)
         _warn_if_loose(outcome.best, tolerance)
 
 
@@ -126,7 +144,7 @@ def _warn_if_loose(best, tolerance: float) -> None:
         )
 
 
-def _report(name: str, signal: str | None, target: float, outcome, check, saved: Path | None, as_json: bool) -> None:
+def _report(name: str, signal: str | None, target: float, outcome, check, saved: Path | None, as_json: bool, pik: float | None = None) -> None:
     best = outcome.best
     if as_json:
         payload = {
@@ -134,6 +152,7 @@ def _report(name: str, signal: str | None, target: float, outcome, check, saved:
             "signal": signal,
             "target_cost": target,
             "threshold": best.threshold,
+            "pik_threshold": pik,
             "converged": outcome.converged,
             "calibration": {"cost": round(best.cost, 4), "cost_se": round(best.cost_se, 4), "accuracy": best.accuracy, "n": best.n},
             "heldout": None if check is None else {"cost": round(check.cost, 4), "cost_se": round(check.cost_se, 4), "accuracy": check.accuracy, "n": check.n},
@@ -143,7 +162,7 @@ def _report(name: str, signal: str | None, target: float, outcome, check, saved:
         print(json.dumps(payload))
         return
     label = name if signal is None else f"{name} ({signal})"
-    print(f"{label} threshold {best.threshold:g} for target cost {target:g}")
+    print(f"{label} threshold {best.threshold:g}{'' if pik is None else f', P(IK) threshold {pik:g}'} for target cost {target:g}")
     print(f"  calibration: {_line(best)}")
     if check is not None:
         print(f"  held-out:    {_line(check)}")

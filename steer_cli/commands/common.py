@@ -172,9 +172,18 @@ def route(router: str | None, threshold: float | None, signal: str | None, defau
         raise UsageError(f"router {name} has no threshold, so --threshold {threshold:g} would be ignored", f"drop --threshold, or use one of: {', '.join(THRESHOLDED)}")
     if signal is not None and name not in ROUTER_SIGNALS:
         raise UsageError(f"router {name} reads no signal, so --signal {signal} would be ignored", f"drop --signal, or use one of: {', '.join(ROUTER_SIGNALS)}")
-    chosen = fill(Route(name, threshold, signal, None if pik is None else pik.threshold if pik_threshold is None else pik_threshold), defaults)
+    chosen = fill(Route(name, threshold, signal, pik_default(pik, pik_threshold, defaults)), defaults)
     chosen.build(pik=pik)  # validates router, signal and thresholds now
     return chosen
+
+
+def pik_default(pik, given: float | None, defaults) -> float | None:
+    """The P(IK) threshold: as given, else calibrated (models.yaml), else the file's own."""
+    if pik is None:
+        return None
+    if given is not None:
+        return given
+    return defaults.thresholds.get("pik", pik.threshold)
 
 
 def load_pik(path: Path | None):

@@ -53,7 +53,7 @@ def evaluate(
         limits = common.step_limits(max_steps, max_step_tokens, delimiter)
         common.budget(max_large_tokens, budget, registry.defaults)
         classifier = common.load_pik(pik)
-        configs = [ev.fill(ev.with_pik(replace(c, signal=c.signal or ev.signal_for(c.router, signal)), classifier), registry.defaults) for c in ev.parse_configs(routers)]
+        configs = [ev.fill(ev.with_pik(replace(c, signal=c.signal or ev.signal_for(c.router, signal)), classifier, registry.defaults), registry.defaults) for c in ev.parse_configs(routers)]
         for cfg in configs:
             cfg.build(pik=classifier)  # a bad signal or threshold is refused before anything runs
         items = datasets.problems(data, limit, strict=strict, need_gold=True)
