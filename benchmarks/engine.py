@@ -88,7 +88,7 @@ def _verify(path: str, n: int, threads: int) -> dict:
 
 
 def _routed(problems: int, threshold: float) -> dict:
-    from steer_cli.datasets import load_problems
+    from steer_cli.datasets import load
     from steer_cli.routers import make_router
     from steer_cli.session import build_tiers
     from steer_cli.solver import Solved, Solver
@@ -96,7 +96,7 @@ def _routed(problems: int, threshold: float) -> dict:
     tiers = build_tiers()
     solver = Solver(tiers, make_router("steer", threshold))
     large_steps = steps = 0
-    for item in load_problems("train", problems):
+    for item in load("train", problems):
         result = next(e.result for e in solver.solve(item.question) if isinstance(e, Solved))
         steps += len(result.steps)
         large_steps += sum(s.tier == 1 for s in result.steps)

@@ -105,6 +105,10 @@ def main() -> None:
     lines += [header, "|" + "---|" * 9]
     for label, p in rows:
         lines.append(f"| {label} | {p['skipped']:.0%} | {p['escalated']:.0%} | {p['accuracy']:.1%} | {p['flops']:.2f} | {p['time']:.2f} | {p['vs_random_flops']} | {p['vs_random_time']} | {p['vs_large']} |")
+    estimated = np.array([r["cost"]["large_only_flops"] for r in small])
+    lines += ["", f"Cost reference: the 1.5B's FLOPs estimated from the 0.5B's accepted transcripts are {estimated.sum() / f_l.sum():.3f} "
+              f"of the measured large-only run on the same problems (per problem, median {np.median(estimated / f_l):.3f}); "
+              f"`eval` uses the measured run wherever `large` is among its configurations."]
     embed_share = embed_s.sum() / t_l.sum()
     lines += ["", f"P(IK)'s own cost: {embed_tokens.mean():.0f} prompt tokens prefilled by the 0.5B per problem, "
               f"{embed_s.mean() * 1000:.0f} ms ({embed_share:.3f} of the 1.5B's wall time, {f_e.sum() / f_l.sum():.3f} of its FLOPs)"]

@@ -61,8 +61,9 @@ class Router(Protocol):
     def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision: ...
 
 
-class StepRouter:
-    """Defaults for a step-level router that never reviews a draft."""
+class RouterBase:
+    """What a router does where it has nothing to add: routes by step, reviews
+    no draft, lets tier 0 answer first and keeps every answer."""
 
     level = "step"
     reviews = False
@@ -78,7 +79,7 @@ class StepRouter:
 
 
 @dataclass
-class FixedRouter(StepRouter):
+class FixedRouter(RouterBase):
     """Always the same tier: `small` (tier 0) or `large` (top tier)."""
 
     name: str
@@ -89,7 +90,7 @@ class FixedRouter(StepRouter):
 
 
 @dataclass
-class SteerRouter(StepRouter):
+class SteerRouter(RouterBase):
     """STEER (arXiv 2511.06190): the tier's own next-token confidence at the
     step start decides; below threshold the step escalates one tier, and the
     next tier is asked the same question, up to the top tier."""
@@ -108,7 +109,7 @@ class SteerRouter(StepRouter):
 
 
 @dataclass
-class RandomRouter(StepRouter):
+class RandomRouter(RouterBase):
     """The honest baseline: each step goes to the top tier with probability p."""
 
     threshold: float  # p
@@ -137,7 +138,7 @@ class Draft:
 
 
 @dataclass
-class TrimRouter(StepRouter):
+class TrimRouter(RouterBase):
     """TRIM (arXiv 2601.10245): the smallest tier drafts every step; a scorer
     judges the draft; below the threshold it is discarded and the next tier up
     rewrites the step (itself judged in turn, up to the top tier)."""
@@ -171,7 +172,7 @@ class TrimRouter(StepRouter):
 
 
 @dataclass
-class CascadeRouter(StepRouter):
+class CascadeRouter(RouterBase):
     """Confidence cascade (arXiv 2602.22090), query level: a tier's whole
     answer is kept when its answer confidence P(T) reaches the threshold,
     else the next tier solves the problem afresh. With a P(IK) classifier,

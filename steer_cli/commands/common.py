@@ -107,11 +107,6 @@ class EngineArgs:
         options = LoadOptions(n_threads=self.threads, n_gpu_layers=self.gpu_layers, temperature=self.temperature, seed=self.seed)
         return build_tiers(self.small, self.large, self.tiers, registry=registry, cache=self.cache_dir, options=options, n_ctx=self.n_ctx)
 
-    def load(self):
-        """(registry, engines)."""
-        registry = self.registry()
-        return registry, self.engines(registry)
-
 
 @dataclass
 class Plan:
