@@ -53,6 +53,7 @@ class Cost:
     relative_cost: float = 0.0  # routed FLOPs / large-only FLOPs
     wall_s: float = 0.0
     price_usd: float | None = None  # every tier's bill, when every tier has a price
+    budget: list[dict] = field(default_factory=list)  # per cap: {unit, cap, spent, covers}, spent <= cap
 
     @classmethod
     def of(cls, models: list[ModelCost], large_only_tokens: int, large_params: int, wall_s: float) -> Cost:

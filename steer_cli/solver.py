@@ -168,6 +168,7 @@ class Solver:
         loading = sum(s.load_s for s in self._since())  # a one-off, not the problem's cost
         result.cost = self._cost(attempt, time.perf_counter() - started - loading)
         result.budget_bound = self._bound
+        result.cost.budget = self._budget_report(attempt)
         result.answer_confidence = answer_confidence(attempt.steps, attempt.finish == "eos")
         result.drafts = self._drafts
         result.attempts = self._attempts
@@ -343,6 +344,21 @@ class Solver:
                 break
             count += 1
         return count
+
+    def _budget_report(self, attempt: _Attempt) -> list[dict]:
+        """What each cap allowed and what it covered spent, in its own unit;
+        `spent <= cap` always (the smallest tier is the fallback, not covered)."""
+        larger = self._since()[1:]
+        report = []
+        if self.budget.max_large_tokens is not None:
+            report.append({"unit": "decoded tokens", "cap": self.budget.max_large_tokens, "spent": sum(s.decoded_tokens for s in larger), "covers": "tiers above the smallest"})
+        if self.budget.relative is not None:
+            top = self.tiers[-1]
+            written = 0 if self._query_level else attempt.top_tokens
+            cap = self.budget.relative * 2.0 * top.params * (top.prompt_length() + max(self.budget.reference_tokens, written))
+            spent = sum(2.0 * t.params * (s.evaluated_tokens + s.reused_tokens) for t, s in zip(self.tiers[1:], larger, strict=True))
+            report.append({"unit": "flops", "cap": cap, "spent": spent, "covers": "tiers above the smallest"})
+        return report
 
     def _since(self) -> list[EngineStats]:
         return [t.stats.since(b) for t, b in zip(self.tiers, self._before, strict=True)]

@@ -101,6 +101,8 @@ def summary(result: Result) -> Text:
     large_steps = sum(1 for s in result.steps if s.tier == len(c.models) - 1)
     dropped = f", {len(result.drafts)} discarded" if result.drafts else ""
     bound = " · budget bound" if result.budget_bound else ""
+    for cap in c.budget:
+        bound += f" · larger tiers spent {cap['spent'] / cap['cap']:.0%} of the {cap['unit']} cap" if cap["cap"] else ""
     text.append(
         f"   steps {len(result.steps)} ({large_steps} on the top tier{dropped}){bound} · relative cost {c.relative_cost:.2f}"
         f" ({c.flops / 1e12:.2f} of {c.large_only_flops / 1e12:.2f} TFLOP) · {c.wall_s:.1f}s",

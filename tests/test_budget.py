@@ -29,6 +29,8 @@ def test_the_larger_tiers_never_decode_past_the_cap(n_tiers, steps, confidences,
     result = solve(tiers, make_router(router, 0.5, seed=len(steps)), Budget(cap))
     assert sum(m.decoded_tokens for m in result.cost.models[1:]) <= cap
     assert sum(s.tokens for s in result.steps if s.tier > 0) <= cap
+    (report,) = result.cost.budget
+    assert report["unit"] == "decoded tokens" and report["cap"] == cap and report["spent"] <= cap
     if cap == 0:
         assert all(s.tier == 0 for s in result.steps)
 
@@ -110,6 +112,8 @@ def test_a_relative_budget_is_never_overspent_by_the_larger_tiers(n_tiers, steps
         return solve(tiers, make_router(name, 0.5, signal or None, seed=len(steps)), budget)
 
     result = run(Budget(relative=cap, reference_tokens=REFERENCE), cap)  # audited on every larger-tier token
+    (report,) = result.cost.budget  # and reported in the same measure
+    assert report["unit"] == "flops" and report["spent"] <= report["cap"] + 1e-6
     if not result.budget_bound:  # a budget that never bound changed nothing
         free = run(Budget(), float("inf"))
         assert [(s.model, s.text) for s in result.steps] == [(s.model, s.text) for s in free.steps]
@@ -125,3 +129,5 @@ def test_a_relative_budget_hands_the_rest_to_the_small_model():
     assert [s.tokens for s in result.steps[:2]] == [12, 5] and result.steps[1].finish == "step_tokens"
     assert result.budget_bound and result.answer == "3"
     assert result.cost.models[1].evaluated_tokens == 5 + 17
+    (report,) = result.cost.budget
+    assert report == {"unit": "flops", "cap": 18_000.0, "spent": 2 * 400 * 22, "covers": "tiers above the smallest"}

@@ -63,7 +63,7 @@ MaxStepTokens = Annotated[int, typer.Option("--max-step-tokens", help="Tokens pe
 Delimiter = Annotated[str, typer.Option("--delimiter", help="Text that ends a step (escapes like \\n allowed).")]
 Temperature = Annotated[float, typer.Option("--temperature", help="0 = greedy (reproducible).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the random router.")]
-BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap each query's FLOPs at this fraction of a large-only answer; the larger tiers stop when it is spent.")]
+BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap the FLOPs of the tiers above the smallest (prefill included, counted with what was already spent) at this fraction of the top tier answering alone; then the smallest tier finishes, uncapped. The result's cost.budget reports cap and spend.")]
 Pik = Annotated[Optional[Path], typer.Option("--pik", help="A P(IK) classifier from `steer pik train`: the cascade sends a query it judges hopeless for the small model straight to the next tier.")]
 PikThreshold = Annotated[Optional[float], typer.Option("--pik-threshold", help="Skip the small tier when P(IK) is below this (default: the file's).")]
 MaxLargeTokens = Annotated[Optional[int], typer.Option("--max-large-tokens", help="Hard cap per problem on tokens decoded by the larger tiers; then the smallest writes the rest.")]
