@@ -13,6 +13,7 @@ from steer_cli import __version__
 from steer_cli.commands import models, pik
 from steer_cli.commands.ask import ask
 from steer_cli.commands.batch import batch
+from steer_cli.commands.bench import bench
 from steer_cli.commands.calibrate import calibrate
 from steer_cli.commands.evaluate import evaluate
 from steer_cli.commands.serve import serve
@@ -56,6 +57,7 @@ app.command()(batch)
 app.command("eval")(evaluate)
 app.command()(calibrate)
 app.command()(serve)
+app.command()(bench)
 app.add_typer(models.app, name="models")
 app.add_typer(pik.app, name="pik")
 

@@ -25,6 +25,7 @@ class ModelCost:
     flops: float
     wall_s: float
     price_usd: float | None = None  # input (prefill + cached) and output tokens at the model's price
+    scored_tokens: int = 0  # of the prefill, read with logits for every position
 
     @classmethod
     def of(cls, name: str, params: int, stats: EngineStats, price=None) -> ModelCost:
@@ -42,6 +43,7 @@ class ModelCost:
             flops=2.0 * params * processed,
             wall_s=round(stats.wall_s, 4),
             price_usd=billed,
+            scored_tokens=stats.scored_tokens,
         )
 
 

@@ -52,6 +52,7 @@ class EngineStats:
     evaluated_tokens: int = 0  # every token sent to llama_decode
     needed_tokens: int = 0  # positions that had to be evaluated at least once
     reused_tokens: int = 0  # prompt tokens found already in the KV cache
+    scored_tokens: int = 0  # prefill tokens read with logits for every position (TRIM verify)
     wall_s: float = 0.0  # time in evaluation and sampling
     load_s: float = 0.0
 
@@ -360,6 +361,7 @@ class LlamaEngine:
         self.stats.wall_s += time.perf_counter() - started
         self.stats.evaluated_tokens += len(new)
         self.stats.prefill_tokens += len(new)
+        self.stats.scored_tokens += len(new)
         self.stats.needed_tokens += max(0, start + len(new) - max(start, self._first_new))
         self._first_new = max(self._first_new, start + len(new))
         self._kv_len = self._logits_at = len(self._tokens)

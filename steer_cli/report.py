@@ -11,7 +11,7 @@ from steer_cli.errors import UsageError
 from steer_cli.stats import Paired, Summary
 
 HEADER = (
-    "config", "n", "accuracy", "95% CI", "rel. FLOPs", "rel. decode", "rel. time", "rel. price", "large tok/prob", "large steps", "s/prob",
+    "config", "n", "accuracy", "95% CI", "rel. FLOPs", "rel. decode", "rel. time", "rel. price", "large tok/prob", "large steps", "s/prob", "pred. s/prob",
     "gap recovered", "vs random (FLOPs) [95% CI]", "vs random (time) [95% CI]", "vs large [95% CI]",
 )
 
@@ -36,6 +36,7 @@ def rows(summaries: list[Summary]) -> list[tuple[str, ...]]:
             f"{s.large_decoded_per_problem:.0f}",
             f"{s.large_step_share:.0%}",
             f"{s.wall_s_per_problem:.1f}",
+            _cell(s.predicted_s_per_problem, ".1f"),
             _cell(s.gap_recovered, ".0%"),
             _cell(s.vs_random),
             _cell(s.vs_random_time),

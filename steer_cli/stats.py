@@ -109,6 +109,7 @@ class Summary:
     large_step_share: float
     wall_s: float
     wall_s_per_problem: float
+    predicted_s_per_problem: float | None = None  # from the machine profile and the token counts
     # Against the small and large runs on the same problems (None without them).
     gap_recovered: float | None = None
     vs_random: Paired | None = None  # accuracy minus random query routing at the same FLOPs
@@ -117,9 +118,10 @@ class Summary:
     vs_large: Paired | None = None
 
 
-def summarize(label: str, records: list[dict], large: dict[str, dict] | None = None) -> Summary:
+def summarize(label: str, records: list[dict], large: dict[str, dict] | None = None, profiles: dict | None = None) -> Summary:
     """One configuration's figures; `large` maps a problem key to its
-    large-only record, the honest cost reference where present."""
+    large-only record, the honest cost reference where present; `profiles`
+    (model name -> profile.Profile) predict each record's seconds."""
     solved = [r for r in records if "error" not in r]
     n = len(solved)
     right = sum(correct(r) for r in solved)
@@ -147,7 +149,17 @@ def summarize(label: str, records: list[dict], large: dict[str, dict] | None = N
         large_step_share=sum(s["tier"] == top for s in steps) / len(steps) if steps else 0.0,
         wall_s=seconds,
         wall_s_per_problem=seconds / n if n else 0.0,
+        predicted_s_per_problem=_predicted(solved, profiles),
     )
+
+
+def _predicted(records: list[dict], profiles: dict | None) -> float | None:
+    from steer_cli.profile import predicted_seconds
+
+    if not profiles or not records:
+        return None
+    each = [predicted_seconds(r, profiles) for r in records]
+    return None if any(x is None for x in each) else sum(each) / len(each)
 
 
 def _price_ratio(records: list[dict], large: dict[str, dict] | None) -> float | None:

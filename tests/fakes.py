@@ -106,6 +106,7 @@ class ScriptedEngine:
         """Prefill-only scoring: reads the text like a hand-off, decodes nothing."""
         self.scored.append(text)
         self.append_text(text)
+        self.stats.scored_tokens += len(text)
         self._evaluate()
         p = self.verify_probs.pop(0) if self.verify_probs else 0.5
         return [math.log(p)] * len(text)

@@ -157,3 +157,20 @@ def test_calibrate_runs_trim_and_cascade_on_three_tiers(three_tiers, tmp_path, r
     out = json.loads(r.stdout)
     assert out["router"] == router and out["saved_to"] is None and 1 <= len(out["probes"]) <= 2
     assert out["heldout"]["n"] == 1 and out["calibration"]["n"] == 2
+
+
+def test_bench_measures_a_profile_once_and_eval_predicts_from_it(tiny_small, tmp_path):
+    r = runner.invoke(app, ["bench", str(tiny_small), "--json", "--threads", "1"])
+    assert r.exit_code == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert first["prefill_tok_s"] > 0 and first["decode_tok_s"] > 0 and first["score_tok_s"] > 0 and first["threads"] == 1
+    assert "measuring tiny-small" in r.stderr
+    again = runner.invoke(app, ["bench", str(tiny_small), "--json", "--threads", "1"])
+    assert json.loads(again.stdout) == first and "measuring" not in again.stderr  # stored, reused
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "2+2?", "answer": "4"}\n')
+    ev = runner.invoke(app, ["eval", "--routers", "small", "--data", str(data), "--small", str(tiny_small), "--large", str(tiny_small),
+                             "--threads", "1", "--n-ctx", "512", "--max-steps", "2", "--max-step-tokens", "4", "--work", str(tmp_path / "w"), "-q", "--out", str(tmp_path / "r")])
+    assert ev.exit_code == 0, ev.stderr
+    (summary,) = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["predicted_s_per_problem"] > 0

@@ -42,7 +42,7 @@ def evaluate(
     with boundary():
         from dataclasses import replace
 
-        from steer_cli import datasets, report, stats
+        from steer_cli import datasets, profile, report, stats
         from steer_cli import evaluate as ev
         from steer_cli import ui
 
@@ -65,7 +65,9 @@ def evaluate(
             for cfg in configs:
                 runs.setdefault(cfg.label, bench.records(cfg, items, lambda cfg=cfg: progress.update(next(ticks), cfg.label)))
         large_run = {r["key"]: r for r in runs.get("large", [])}
-        summaries = [stats.summarize(label, records, large_run) for label, records in runs.items()]
+        warm = [i.question for i in datasets.load("train", 4)]
+        profiles = profile.for_engines(bench.engines, warm, say=lambda line: None if quiet else print(line, file=sys.stderr))
+        summaries = [stats.summarize(label, records, large_run, profiles) for label, records in runs.items()]
         outcomes = {label: {r["key"]: stats.correct(r) for r in records} for label, records in runs.items()}
         stats.add_baselines(summaries, outcomes)
         print(report.table(summaries))

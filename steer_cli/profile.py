@@ -1,0 +1,128 @@
+"""What a model costs in time on this machine: a measured profile.
+
+Prefill, decode and scoring (logits for every position, as TRIM verify asks)
+throughput, measured through steer's own engine with the threads and GPU
+layers given, stored in the user data dir keyed by the model's sha256, the
+threads, the GPU layers and the llama.cpp build, and reused. A run's time is
+then predicted from its token counts, which is what `--cost-unit time` would
+budget and calibrate by.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from steer_cli.registry import steer_home
+
+DRAFT = " Then we multiply the number of boxes by the number of pencils in each box, which gives the total number of pencils, and we subtract the ones that were given away." * 2
+
+
+@dataclass(frozen=True)
+class Profile:
+    model: str
+    sha256: str
+    threads: int
+    gpu_layers: int
+    llama_cpp: str
+    prefill_tok_s: float
+    decode_tok_s: float
+    score_tok_s: float
+    load_s: float
+
+    def seconds(self, prefill: int, decoded: int, scored: int = 0) -> float:
+        """Predicted seconds for this many tokens (scored ones are part of prefill in the counters)."""
+        return (prefill - scored) / self.prefill_tok_s + scored / self.score_tok_s + decoded / self.decode_tok_s
+
+
+def key(sha256: str, threads: int, gpu_layers: int) -> str:
+    import llama_cpp
+
+    return f"{sha256[:16]}-t{threads}-g{gpu_layers}-llama{llama_cpp.__version__}"
+
+
+def path_for(profile_key: str) -> Path:
+    return steer_home() / "profiles" / f"{profile_key}.json"
+
+
+def load(profile_key: str) -> Profile | None:
+    try:
+        return Profile(**json.loads(path_for(profile_key).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def save(profile: Profile, profile_key: str) -> Path:
+    target = path_for(profile_key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(profile), indent=1) + "\n")
+    tmp.replace(target)
+    return target
+
+
+def measure(engine, problems: list[str], reps: int = 2, tick=lambda: None) -> Profile:
+    """Best-of-`reps` rates through the engine itself (Python overhead
+    included, as in a real run); each rep reads a different problem so no
+    prefix cache flatters prefill."""
+    import llama_cpp
+
+    from steer_cli.engine import physical_cores
+    from steer_cli.fetch import content_sha256
+
+    engine.start(problems[0])
+    engine.next_token()  # weights load here, outside the timed parts
+    load_s = engine.stats.load_s
+    prefill, decode, score = [], [], []
+    for text in problems[1 : reps + 1]:
+        before, started = engine.stats.snapshot(), time.perf_counter()
+        engine.start(text)
+        engine.next_token()
+        prefill.append(engine.stats.since(before).evaluated_tokens / (time.perf_counter() - started))
+        started, count = time.perf_counter(), 0
+        while count < 64 and not engine.sample().eog:
+            count += 1
+        decode.append(count / (time.perf_counter() - started))
+        engine.next_token()  # the last sampled token's evaluation is decode work, outside the scoring time
+        started = time.perf_counter()
+        scored = len(engine.score_text(DRAFT))
+        score.append(scored / (time.perf_counter() - started))
+        tick()
+    threads = engine.options.n_threads or physical_cores()
+    return Profile(engine.name, content_sha256(engine.path), threads, engine.options.n_gpu_layers, llama_cpp.__version__,
+                   round(max(prefill), 2), round(max(decode), 2), round(max(score), 2), round(load_s, 3))
+
+
+def for_engines(engines: list, problems: list[str], refresh: bool = False, say=lambda line: None) -> dict[str, Profile]:
+    """Each local engine's profile, measured once per machine setting and then reused."""
+    from steer_cli.engine import LlamaEngine, physical_cores
+    from steer_cli.fetch import content_sha256
+
+    found = {}
+    for engine in engines:
+        if not isinstance(engine, LlamaEngine):
+            continue  # a remote tier's time is its measured latency
+        k = key(content_sha256(engine.path), engine.options.n_threads or physical_cores(), engine.options.n_gpu_layers)
+        profile = None if refresh else load(k)
+        if profile is None:
+            say(f"steer: measuring {engine.name} on this machine (once; `steer bench` shows it)")
+            profile = measure(engine, problems)
+            save(profile, k)
+        found[engine.name] = profile
+    return found
+
+
+def predicted_seconds(record: dict, profiles: dict[str, Profile]) -> float | None:
+    """A record's seconds as its token counts predict them, when every model has a profile."""
+    total = 0.0
+    for m in record["cost"]["models"]:
+        if not (m["evaluated_tokens"] or m["decoded_tokens"]):
+            continue
+        profile = profiles.get(m["name"])
+        if profile is None:
+            return None
+        total += profile.seconds(m["prefill_tokens"], m["decoded_tokens"], m.get("scored_tokens", 0))
+    return total
