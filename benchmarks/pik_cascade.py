@@ -28,9 +28,9 @@ from steer_cli.routers import Route
 
 
 def load(args):
-    engine_args = common.EngineArgs(threads=args.threads)
+    engine_args = common.EngineArgs(small=args.small, large=args.large, threads=args.threads, n_ctx=args.n_ctx)
     registry = engine_args.registry()
-    limits = common.step_limits(24, 256, "\\n\\n")
+    limits = common.step_limits(args.max_steps, args.max_step_tokens, "\\n\\n")
     items = datasets.problems(args.data, args.limit, need_gold=True)
     bench = common.bench(engine_args, limits, args.work, registry=registry)
     small = bench.records(Route("small"), items)
@@ -55,6 +55,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=150)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--small", default=None)
+    ap.add_argument("--large", default=None)
+    ap.add_argument("--n-ctx", type=int, default=None)
+    ap.add_argument("--max-steps", type=int, default=24)
+    ap.add_argument("--max-step-tokens", type=int, default=256)
     ap.add_argument("--out", type=Path, default=Path("docs"))
     args = ap.parse_args()
     items, small, large, piks, embed_s, embed_tokens, small_params = load(args)
@@ -68,11 +73,12 @@ def main() -> None:
     f_e = 2.0 * small_params * embed_tokens
 
     n = len(items)
-    lines = [f"{n} problems of {args.data}; 0.5B alone {right_s.mean():.1%}, 1.5B alone {right_l.mean():.1%}", ""]
+    lines = [f"{n} problems of {args.data}; small alone {right_s.mean():.1%}, large alone {right_l.mean():.1%}", ""]
     lines += ["| signal (per problem, before or after the small model answers) | AUROC for 'the small model is right' |", "|---|---|"]
     lines += [f"| P(IK), before answering (embedding of the question) | **{pk.auroc(piks, right_s > 0):.3f}** |"]
     lines += [f"| P(T), after answering (answer-token probability) | {pk.auroc(pt, right_s > 0):.3f} |"]
     lines += [f"| min step entropy confidence, after answering | {pk.auroc(min_entropy, right_s > 0):.3f} |", ""]
+    lines += ["Cascade operating points (thresholds are quantiles of each signal on these problems; a P(IK) skip sends the query straight to the large model):", ""]
 
     def point(skip: np.ndarray, escalate: np.ndarray, with_pik: bool) -> dict:
         uses_small = ~skip
@@ -81,7 +87,7 @@ def main() -> None:
         flops = (f_e if with_pik else 0) + np.where(uses_small, f_s, 0) + np.where(to_large, f_l, 0)
         secs = (embed_s if with_pik else 0) + np.where(uses_small, t_s, 0) + np.where(to_large, t_l, 0)
         c_f, c_t = flops.sum() / f_l.sum(), secs.sum() / t_l.sum()
-        share = lambda c, lo, hi: min(max((c - lo) / (hi - lo), 0.0), 1.0)  # noqa: E731
+        share = lambda c, lo, hi: min(max((c - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 0.0  # noqa: E731
         p_f = share(c_f, f_s.sum() / f_l.sum(), 1.0)
         p_t = share(c_t, t_s.sum() / t_l.sum(), 1.0)
         return {
@@ -110,8 +116,8 @@ def main() -> None:
               f"of the measured large-only run on the same problems (per problem, median {np.median(estimated / f_l):.3f}); "
               f"`eval` uses the measured run wherever `large` is among its configurations."]
     embed_share = embed_s.sum() / t_l.sum()
-    lines += ["", f"P(IK)'s own cost: {embed_tokens.mean():.0f} prompt tokens prefilled by the 0.5B per problem, "
-              f"{embed_s.mean() * 1000:.0f} ms ({embed_share:.3f} of the 1.5B's wall time, {f_e.sum() / f_l.sum():.3f} of its FLOPs)"]
+    lines += ["", f"P(IK)'s own cost: {embed_tokens.mean():.0f} prompt tokens prefilled by the small model per problem, "
+              f"{embed_s.mean() * 1000:.0f} ms ({embed_share:.3f} of the large model's wall time, {f_e.sum() / f_l.sum():.3f} of its FLOPs)"]
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

