@@ -38,6 +38,9 @@ def load(args):
     model = pk.load(args.pik)
     common.check_pik(model, bench.engines)
     engine = bench.engines[0]
+    calib = datasets.problems(args.calib, args.calib_limit, need_gold=True)
+    calib_pt = [r.get("answer_confidence") or 0.0 for r in bench.records(Route("small"), calib)]
+    calib_pik = [model.predict(engine.embed_prompt(i.question), i.question) for i in calib]
     piks, embed_s, embed_tokens = [], [], []
     for item in items:
         before = engine.stats.snapshot()
@@ -45,7 +48,7 @@ def load(args):
         piks.append(model.predict(engine.embed_prompt(item.question), item.question))
         embed_s.append(time.perf_counter() - started)
         embed_tokens.append(engine.stats.since(before).evaluated_tokens)
-    return items, small, large, np.array(piks), np.array(embed_s), np.array(embed_tokens), engine.params
+    return items, small, large, np.array(piks), np.array(embed_s), np.array(embed_tokens), engine.params, np.array(calib_pt), np.array(calib_pik)
 
 
 def main() -> None:
@@ -61,8 +64,10 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=24)
     ap.add_argument("--max-step-tokens", type=int, default=256)
     ap.add_argument("--out", type=Path, default=Path("docs"))
+    ap.add_argument("--calib", default="train", help="where the thresholds come from (never the evaluation set)")
+    ap.add_argument("--calib-limit", type=int, default=150)
     args = ap.parse_args()
-    items, small, large, piks, embed_s, embed_tokens, small_params = load(args)
+    items, small, large, piks, embed_s, embed_tokens, small_params, calib_pt, calib_pik = load(args)
 
     right_s = np.array([stats.correct(r) for r in small], dtype=float)
     right_l = np.array([stats.correct(r) for r in large], dtype=float)
@@ -78,7 +83,8 @@ def main() -> None:
     lines += [f"| P(IK), before answering (embedding of the question) | **{pk.auroc(piks, right_s > 0):.3f}** |"]
     lines += [f"| P(T), after answering (answer-token probability) | {pk.auroc(pt, right_s > 0):.3f} |"]
     lines += [f"| min step entropy confidence, after answering | {pk.auroc(min_entropy, right_s > 0):.3f} |", ""]
-    lines += ["Cascade operating points (thresholds are quantiles of each signal on these problems; a P(IK) skip sends the query straight to the large model):", ""]
+    lines += [f"Cascade operating points: thresholds are the 10-50% quantiles of each signal on the {args.calib} problems "
+              f"(first {args.calib_limit}), never on these; a P(IK) skip sends the query straight to the large model.", ""]
 
     def point(skip: np.ndarray, escalate: np.ndarray, with_pik: bool) -> dict:
         uses_small = ~skip
@@ -100,12 +106,12 @@ def main() -> None:
     rows = []
     none = np.zeros(n, dtype=bool)
     for q in (0.1, 0.2, 0.3, 0.5):
-        t = float(np.quantile(pt, q))
+        t = float(np.quantile(calib_pt, q))
         rows.append((f"cascade@{t:.6g}", point(none, pt < t, False)))
-    for q_ik in (0.2, 0.4):
-        t_ik = float(np.quantile(piks, q_ik))
+    for q_ik in (0.1, 0.2, 0.4):
+        t_ik = float(np.quantile(calib_pik, q_ik))
         for q in (0.0, 0.1, 0.2, 0.3):
-            t = float(np.quantile(pt, q)) if q else 0.0
+            t = float(np.quantile(calib_pt, q)) if q else 0.0
             rows.append((f"cascade@{t:.6g}+pik@{t_ik:.3g}", point(piks < t_ik, (piks >= t_ik) & (pt < t), True)))
     header = "| config | P(IK) skips | to the 1.5B | accuracy | rel. FLOPs | rel. time | vs random (FLOPs) [95% CI] | vs random (time) [95% CI] | vs 1.5B [95% CI] |"
     lines += [header, "|" + "---|" * 9]
