@@ -173,6 +173,8 @@ class RemoteEngine:
                 break
             scored.append(value)
             covered += len(piece)
+        if not scored or covered == 0:  # llama.cpp's llama-server answers echo with the generated token's log-prob only
+            raise SteerError(f"{self.endpoint.base_url} returned no prompt log-probs for the draft", f"TRIM verify needs echo with prompt log-probs; routers that work there: {NO_ECHO}")
         self._text += text
         return scored[::-1]
 
@@ -197,7 +199,7 @@ class RemoteEngine:
                 problem = f"{where} answered {response.status_code}: {_message(response)}"
                 retry = response.status_code == 429 or response.status_code >= 500
                 if not retry and body.get("echo"):
-                    raise SteerError(f"{where} cannot score a draft ({_message(response)})", f"llama.cpp's llama-server has no `echo`; routers that work there: {NO_ECHO}")
+                    raise SteerError(f"{where} cannot score a draft ({_message(response)})", f"TRIM verify needs echo with prompt log-probs; routers that work there: {NO_ECHO}")
             if not retry or attempt == RETRIES - 1:
                 break
             time.sleep(0.5 * 2**attempt)
