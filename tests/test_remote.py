@@ -120,3 +120,23 @@ def test_a_dead_server_mid_batch_is_one_line_and_the_rerun_resumes(remote, tiny_
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == [f"q{i}" for i in range(6)]
+
+
+def test_a_server_without_prompt_logprobs_is_refused_not_trusted():
+    """llama.cpp's llama-server answers echo + logprobs with the generated token only: TRIM
+    verify must say so, not score an empty list (which would accept every draft)."""
+    from steer_cli.errors import SteerError
+    from steer_cli.registry import EndpointSource
+    from steer_cli.remote import RemoteEngine
+
+    def reply(request):
+        body = {"choices": [{"text": "x", "finish_reason": "length", "logprobs": {"tokens": [" x"], "token_logprobs": [-0.5], "text_offset": [99]}}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 1}}
+        return httpx.Response(200, json=body)
+
+    client = httpx.Client(base_url="http://llama-server.test/v1", transport=httpx.MockTransport(reply))
+    engine = RemoteEngine("remote", EndpointSource(base_url="http://llama-server.test/v1", model="m"), 10**9, client=client, chat_template="{{ messages[0]['content'] }}")
+    engine.start("What is 2 + 3?")
+    with pytest.raises(SteerError, match="no prompt log-probs.*routers that work there"):
+        engine.score_text("First, 2 + 3 = 5.\n\n")
+    assert engine.stats.prefill_tokens == 30 and engine.stats.decoded_tokens == 1  # the call is still paid for
