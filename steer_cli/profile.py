@@ -16,9 +16,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from steer_cli.errors import SteerError
 from steer_cli.registry import steer_home
 
-DRAFT = " Then we multiply the number of boxes by the number of pencils in each box, which gives the total number of pencils, and we subtract the ones that were given away." * 2
+DRAFT = " Then we multiply the number of boxes by the number of pencils in each box, which gives the total number of pencils, and we subtract the ones that were given away."
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,11 @@ def for_engines(engines: list, problems: list[str], refresh: bool = False, say=l
         profile = None if refresh else load(k)
         if profile is None:
             say(f"steer: measuring {engine.name} on this machine (once; `steer bench` shows it)")
-            profile = measure(engine, problems)
+            try:
+                profile = measure(engine, problems)
+            except SteerError as exc:  # e.g. a context too small for the probe: no prediction, never a failed run
+                say(f"steer: could not profile {engine.name}: {exc}")
+                continue
             save(profile, k)
         found[engine.name] = profile
     return found

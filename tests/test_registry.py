@@ -45,7 +45,7 @@ def test_steer_home_file_is_picked_up(tmp_path, monkeypatch):
     [
         ("models:\n  m:\n    file: a.gguf\n    sources: {hf: {repo: a/b, file: a.gguf, sha: x}}\n", "models.m.sources.hf.sha: Extra inputs are not permitted"),
         ("models:\n  m:\n    file: a.gguf\n    sources: {hf: {repo: a/b, file: a.gguf, sha256: nothex}}\n", "models.m.sources.hf.sha256: String should match pattern"),
-        ("models:\n  m:\n    sources: {path: /x.gguf}\n", "models.m.file: Field required"),
+        ("models:\n  m:\n    sources: {path: /x.gguf}\n", "models.m: Value error, `file` is required"),
         ("tiers:\n  pair: [qwen2.5-coder-0.5b-instruct]\n", "tiers.pair: needs 2 or more models"),
         ("tiers:\n  pair: [qwen2.5-coder-0.5b-instruct, qwen-huge]\n", "tiers.pair: unknown model 'qwen-huge'"),
         ("defaults:\n  thresholds: {steer: 2}\n", "defaults.thresholds"),
