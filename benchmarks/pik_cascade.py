@@ -34,7 +34,7 @@ def load(args):
     items = datasets.problems(args.data, args.limit, need_gold=True)
     bench = common.bench(engine_args, limits, args.work, registry=registry)
     small = bench.records(Route("small"), items)
-    large = bench.records(Route("large"), items)
+    large = bench.records(Route("large"), items[: args.cascade_limit or len(items)])
     model = pk.load(args.pik)
     common.check_pik(model, bench.engines)
     engine = bench.engines[0]
@@ -66,23 +66,30 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs"))
     ap.add_argument("--calib", default="train", help="where the thresholds come from (never the evaluation set)")
     ap.add_argument("--calib-limit", type=int, default=150)
+    ap.add_argument("--cascade-limit", type=int, default=None, help="cascade points on the first N problems only (AUROCs use all --limit)")
     args = ap.parse_args()
     items, small, large, piks, embed_s, embed_tokens, small_params, calib_pt, calib_pik = load(args)
 
-    right_s = np.array([stats.correct(r) for r in small], dtype=float)
-    right_l = np.array([stats.correct(r) for r in large], dtype=float)
-    pt = np.array([r.get("answer_confidence") or 0.0 for r in small])
+    right_all = np.array([stats.correct(r) for r in small], dtype=float)
+    pt_all = np.array([r.get("answer_confidence") or 0.0 for r in small])
     min_entropy = np.array([min((s["signals"]["entropy"] for s in r["steps"] if s.get("signals")), default=1.0) for r in small])
+    piks_all = piks
+    m = len(large)  # the cascade needs the large-only run: its first m problems
+    small, piks, embed_s, embed_tokens = small[:m], piks[:m], embed_s[:m], embed_tokens[:m]
+    right_s = right_all[:m]
+    right_l = np.array([stats.correct(r) for r in large], dtype=float)
+    pt = pt_all[:m]
     f_s, f_l = np.array([r["cost"]["flops"] for r in small]), np.array([r["cost"]["flops"] for r in large])
     t_s, t_l = np.array([r["cost"]["wall_s"] for r in small]), np.array([r["cost"]["wall_s"] for r in large])
     f_e = 2.0 * small_params * embed_tokens
 
     n = len(items)
-    lines = [f"{n} problems of {args.data}; small alone {right_s.mean():.1%}, large alone {right_l.mean():.1%}", ""]
+    lines = [f"Separation, {n} problems of {args.data} (small alone right on {right_all.mean():.1%}):", ""]
     lines += ["| signal (per problem, before or after the small model answers) | AUROC for 'the small model is right' |", "|---|---|"]
-    lines += [f"| P(IK), before answering (embedding of the question) | **{pk.auroc(piks, right_s > 0):.3f}** |"]
-    lines += [f"| P(T), after answering (answer-token probability) | {pk.auroc(pt, right_s > 0):.3f} |"]
-    lines += [f"| min step entropy confidence, after answering | {pk.auroc(min_entropy, right_s > 0):.3f} |", ""]
+    lines += [f"| P(IK), before answering (hidden state of the question) | **{pk.auroc(piks_all, right_all > 0):.3f}** |"]
+    lines += [f"| P(T), after answering (answer-token probability) | {pk.auroc(pt_all, right_all > 0):.3f} |"]
+    lines += [f"| min step entropy confidence, after answering | {pk.auroc(min_entropy, right_all > 0):.3f} |", ""]
+    lines += [f"Cascade, the first {m} of them (small alone {right_s.mean():.1%}, large alone {right_l.mean():.1%}):", ""]
     lines += [f"Cascade operating points: thresholds are the 10-50% quantiles of each signal on the {args.calib} problems "
               f"(first {args.calib_limit}), never on these; a P(IK) skip sends the query straight to the large model.", ""]
 
@@ -104,7 +111,7 @@ def main() -> None:
         }
 
     rows = []
-    none = np.zeros(n, dtype=bool)
+    none = np.zeros(m, dtype=bool)
     for q in (0.1, 0.2, 0.3, 0.5):
         t = float(np.quantile(calib_pt, q))
         rows.append((f"cascade@{t:.6g}", point(none, pt < t, False)))
@@ -129,7 +136,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pik-cascade.md").write_text(text + "\n")
     _plot(rows, right_s.mean(), right_l.mean(), t_s.sum() / t_l.sum(), args.out / "pik-cascade.png")
-    json.dump({"auroc_pik": pk.auroc(piks, right_s > 0), "auroc_pt": pk.auroc(pt, right_s > 0), "auroc_min_entropy": pk.auroc(min_entropy, right_s > 0)}, sys.stderr)
+    json.dump({"auroc_pik": pk.auroc(piks_all, right_all > 0), "auroc_pt": pk.auroc(pt_all, right_all > 0), "auroc_min_entropy": pk.auroc(min_entropy, right_all > 0)}, sys.stderr)
     print(file=sys.stderr)
 
 
