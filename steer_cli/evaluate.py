@@ -48,7 +48,7 @@ def parse_configs(spec: str) -> list[Route]:
 FROM_FILE = -1.0  # "+pik" with no threshold: the P(IK) file's own
 
 
-def with_pik(route: Route, pik, defaults=None) -> Route:
+def with_pik(route: Route, pik, defaults) -> Route:
     """A +pik route with its threshold, where unnamed, from models.yaml's
     calibrated value or else the P(IK) file's own."""
     if route.pik is None:
@@ -59,7 +59,9 @@ def with_pik(route: Route, pik, defaults=None) -> Route:
         raise UsageError(f"{route.router}+pik needs a P(IK) classifier", "pass --pik FILE (from `steer pik train`)")
     if route.pik != FROM_FILE:
         return route
-    return replace(route, pik=defaults.thresholds.get("pik", pik.threshold) if defaults is not None else pik.threshold)
+    from steer_cli.pik import default_threshold
+
+    return replace(route, pik=default_threshold(pik, defaults))
 
 
 def signal_for(router: str, signal: str | None) -> str | None:

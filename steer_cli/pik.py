@@ -162,6 +162,12 @@ class PikModel:
         return path
 
 
+def default_threshold(pik: PikModel, defaults) -> float:
+    """The P(IK) threshold a route uses when none is named: the calibrated
+    one in models.yaml (`calibrate --pik` saves it), else the file's own."""
+    return defaults.thresholds.get("pik", pik.threshold)
+
+
 def feature_names(n_embd: int) -> list[str]:
     return [f"hidden_mean_{i}" for i in range(n_embd)] + [f"hidden_last_{i}" for i in range(n_embd)] + list(EXTRAS)
 

@@ -178,7 +178,9 @@ def pik_default(pik, given: float | None, defaults) -> float | None:
         return None
     if given is not None:
         return given
-    return defaults.thresholds.get("pik", pik.threshold)
+    from steer_cli.pik import default_threshold
+
+    return default_threshold(pik, defaults)
 
 
 def load_pik(path: Path | None):
