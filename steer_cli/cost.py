@@ -52,7 +52,9 @@ class Cost:
     models: list[ModelCost] = field(default_factory=list)
     flops: float = 0.0
     large_only_flops: float = 0.0
-    relative_cost: float = 0.0  # routed FLOPs / large-only FLOPs
+    relative_cost: float = 0.0  # in `unit`: routed / the top tier alone
+    unit: str = "flops"
+    relative: dict[str, float | None] = field(default_factory=dict)  # every unit's (units.py); None where not computable
     wall_s: float = 0.0
     price_usd: float | None = None  # every tier's bill, when every tier has a price
     budget: list[dict] = field(default_factory=list)  # per cap: {unit, cap, spent, covers}, spent <= cap

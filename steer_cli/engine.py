@@ -39,6 +39,13 @@ FALLBACK_TEMPLATE = (
 )
 
 
+# Rows of logits per scoring pass: llama.cpp keeps an output buffer of rows x
+# vocabulary floats (39 MiB at 64 rows of Qwen's 151,936), and throughput is
+# flat from 64 rows up (measured on the 1.5B: 0.78x plain prefill at 64 rows,
+# 0.80x at 128).
+SCORE_ROWS = 32
+
+
 class ContextFull(SteerError):
     """The transcript no longer fits the model's context window."""
 
@@ -129,6 +136,10 @@ class LoadOptions:
     n_threads: int | None = None  # None: physical cores
     n_gpu_layers: int = 0
     n_batch: int = 512
+    # Off: llama.cpp repacks Q4_K weights for its CPU kernels, so with mmap
+    # the file's pages stay resident beside the repacked copy (measured: peak
+    # RSS 1883 MiB for the 1.066 GiB 1.5B file, 1292 MiB without), same speed.
+    use_mmap: bool = False
     chat_template: str | None = None  # override the GGUF's own template
     temperature: float = 0.0  # 0 = greedy
     seed: int = 0
@@ -199,12 +210,15 @@ class LlamaEngine:
         try:
             llm = Llama(
                 model_path=str(self.path),
-                n_ctx=self.options.n_ctx,
-                n_batch=self.options.n_batch,
+                # A vocabulary-only handle only tokenizes: the smallest context will do.
+                n_ctx=64 if vocab_only else self.options.n_ctx,
+                n_batch=64 if vocab_only else self.options.n_batch,
+                n_ubatch=64 if vocab_only else self.options.n_batch,
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=self.options.n_gpu_layers,
                 vocab_only=vocab_only,
+                use_mmap=self.options.use_mmap,
                 logits_all=False,
                 verbose=False,
             )
@@ -218,7 +232,10 @@ class LlamaEngine:
 
     def _ensure_weights(self) -> None:
         if not self._weights_loaded:
+            vocab = self._llm
             self._llm = self._open(vocab_only=False)
+            vocab.close()
+            _release_freed_heap()
             self._weights_loaded = True
             self._kv_len = 0
             self._logits_at = -1
@@ -350,8 +367,8 @@ class LlamaEngine:
         started = time.perf_counter()
         logprobs = [first]
         llm = self._llm
-        for i in range(0, len(new), llm.n_batch):
-            chunk = new[i : i + llm.n_batch]
+        for i in range(0, len(new), SCORE_ROWS):
+            chunk = new[i : i + SCORE_ROWS]
             llm._batch.set_batch(batch=chunk, n_past=start + i, logits_all=True)
             llm._ctx.decode(llm._batch)
             llm.input_ids[start + i : start + i + len(chunk)] = chunk
@@ -443,6 +460,15 @@ class LlamaEngine:
             self._tokens.append(token)
             self._own_pending += 1
         return Token(id=token, piece=b"" if eog else self.piece(token), logprob=logprob, eog=eog, alternatives=alternatives)
+
+
+def _release_freed_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise): the
+    vocabulary-only handle's ~45 MiB would stay resident for the whole run."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
 
 
 def gguf_param_count(path: Path) -> int:

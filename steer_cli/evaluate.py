@@ -82,6 +82,7 @@ class Bench:
     seed: int = 0
     budget: Any = None
     pik: Any = None  # a loaded P(IK) classifier for +pik routes
+    meter: Any = None  # units.Meter: the cost unit and the machine profiles
 
     def resolve(self, config: Route) -> Route:
         """The configuration with the defaults it would run with filled in."""
@@ -100,7 +101,7 @@ class Bench:
         from steer_cli.solver import Solver
 
         config = self.resolve(config)
-        solver = Solver(self.engines, config.build(self.seed, self.pik), self.limits, self.budget)
+        solver = Solver(self.engines, config.build(self.seed, self.pik), self.limits, self.budget, self.meter)
         found = []
         with RecordFile(self.path(config)) as store:
             for item in items:

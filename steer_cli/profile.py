@@ -120,6 +120,20 @@ def for_engines(engines: list, problems: list[str], refresh: bool = False, say=l
     return found
 
 
+def stored(engines: list) -> dict[str, Profile]:
+    """The profiles already measured for these engines' settings (none measured now)."""
+    from steer_cli.engine import LlamaEngine, physical_cores
+    from steer_cli.fetch import content_sha256
+
+    found = {}
+    for engine in engines:
+        if isinstance(engine, LlamaEngine):
+            profile = load(key(content_sha256(engine.path), engine.options.n_threads or physical_cores(), engine.options.n_gpu_layers))
+            if profile is not None:
+                found[engine.name] = profile
+    return found
+
+
 def predicted_seconds(record: dict, profiles: dict[str, Profile]) -> float | None:
     """A record's seconds as its token counts predict them, when every model has a profile."""
     total = 0.0

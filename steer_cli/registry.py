@@ -91,6 +91,16 @@ class Defaults(_Strict):
     signals: dict[str, str] = Field(default_factory=dict)  # router -> the signal it reads
     thresholds: dict[str, float] = Field(default_factory=dict)
     budget_reference_tokens: int = Field(default=320, ge=1)  # typical large-only answer length, for --budget
+    cost_unit: str = "time"  # what --budget caps and relative cost is counted in (units.py)
+
+    @field_validator("cost_unit")
+    @classmethod
+    def _known_unit(cls, v: str) -> str:
+        from steer_cli.units import UNITS
+
+        if v not in UNITS:
+            raise ValueError(f"cost_unit must be one of {', '.join(UNITS)}, got {v!r}")
+        return v
 
     @field_validator("thresholds")
     @classmethod

@@ -10,10 +10,17 @@ from pathlib import Path
 from steer_cli.errors import UsageError
 from steer_cli.stats import Paired, Summary
 
-HEADER = (
-    "config", "n", "accuracy", "95% CI", "rel. FLOPs", "rel. decode", "rel. time", "rel. price", "large tok/prob", "large steps", "s/prob", "pred. s/prob",
-    "gap recovered", "vs random (FLOPs) [95% CI]", "vs random (time) [95% CI]", "vs large [95% CI]",
-)
+from steer_cli.units import UNITS
+
+NAMES = {"time": "time", "decode": "decode", "flops": "FLOPs", "price": "price"}
+
+
+def header(unit: str, every_unit: bool = False) -> tuple[str, ...]:
+    versus = [f"vs random ({NAMES[u]}) [95% CI]" for u in (UNITS if every_unit else (unit,))]
+    return (
+        "config", "n", "accuracy", "95% CI", *(f"rel. {NAMES[u]}" for u in UNITS), "rel. wall", "large tok/prob", "large steps",
+        "s/prob", "pred. s/prob", "gap recovered", *versus, "vs large [95% CI]",
+    )
 
 
 def _cell(value: float | Paired | None, fmt: str = "") -> str:
@@ -22,47 +29,51 @@ def _cell(value: float | Paired | None, fmt: str = "") -> str:
     return str(value) if isinstance(value, Paired) else format(value, fmt)
 
 
-def rows(summaries: list[Summary]) -> list[tuple[str, ...]]:
+def rows(summaries: list[Summary], unit: str, every_unit: bool = False) -> list[tuple[str, ...]]:
     return [
         (
             s.config,
             str(s.n),
             f"{s.accuracy:.1%}",
             f"{s.ci_low:.1%}–{s.ci_high:.1%}",
-            f"{s.relative_cost:.2f}",
-            f"{s.decode_cost:.2f}",
-            _cell(s.time_cost, ".2f"),
-            _cell(s.price_cost, ".2f"),
+            *(_cell(s.cost(u), ".2f") for u in UNITS),
+            _cell(s.wall_cost, ".2f"),
             f"{s.large_decoded_per_problem:.0f}",
             f"{s.large_step_share:.0%}",
             f"{s.wall_s_per_problem:.1f}",
             _cell(s.predicted_s_per_problem, ".1f"),
             _cell(s.gap_recovered, ".0%"),
-            _cell(s.vs_random),
-            _cell(s.vs_random_time),
+            *(_cell(s.vs_random_by_unit.get(u)) for u in (UNITS if every_unit else (unit,))),
             _cell(s.vs_large),
         )
         for s in summaries
     ]
 
 
-def table(summaries: list[Summary]) -> str:
-    body = [HEADER, *rows(summaries)]
-    widths = [max(len(r[i]) for r in body) for i in range(len(HEADER))]
+def table(summaries: list[Summary], unit: str = "time") -> str:
+    head = header(unit)
+    body = [head, *rows(summaries, unit)]
+    widths = [max(len(r[i]) for r in body) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in body)
 
 
-def markdown(summaries: list[Summary]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows(summaries)]
+def markdown(summaries: list[Summary], unit: str = "time") -> str:
+    head = header(unit, every_unit=True)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(summaries, unit, every_unit=True)]
     return "\n".join(lines)
 
 
 def _plain(summary: Summary) -> dict:
-    return {k: (asdict(v) if isinstance(v, Paired) else v) for k, v in vars(summary).items()}
+    def plain(v):
+        if isinstance(v, Paired):
+            return asdict(v)
+        return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    return {k: plain(v) for k, v in vars(summary).items()}
 
 
-def write_outputs(summaries: list[Summary], out: Path) -> list[Path]:
+def write_outputs(summaries: list[Summary], out: Path, unit: str = "time") -> list[Path]:
     """summary.json, summary.csv, summary.md and frontier.png (when matplotlib is installed)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file", "pass a directory (it is created if missing)")
@@ -72,15 +83,15 @@ def write_outputs(summaries: list[Summary], out: Path) -> list[Path]:
     with written[1].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(vars(summaries[0])))
         writer.writeheader()
-        writer.writerows({k: (str(v) if isinstance(v, Paired) else v) for k, v in vars(s).items()} for s in summaries)
-    written[2].write_text(markdown(summaries) + "\n")
+        writer.writerows({k: (str(v) if isinstance(v, Paired) else json.dumps(_plain(s)[k]) if isinstance(v, dict) else v) for k, v in vars(s).items()} for s in summaries)
+    written[2].write_text(markdown(summaries, unit) + "\n")
     png = out / "frontier.png"
-    if plot_frontier(summaries, png):
+    if plot_frontier(summaries, png, unit):
         written.append(png)
     return written
 
 
-def plot_frontier(summaries: list[Summary], path: Path) -> bool:
+def plot_frontier(summaries: list[Summary], path: Path, unit: str = "flops") -> bool:
     try:
         import matplotlib
 
@@ -88,23 +99,25 @@ def plot_frontier(summaries: list[Summary], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    if any(s.cost(unit) is None for s in summaries):
+        unit = "flops"  # always countable
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     families: dict[str, list[Summary]] = {}
     for s in summaries:
         families.setdefault(s.config.split("@")[0], []).append(s)
     for name, group in families.items():
-        group = sorted(group, key=lambda s: s.relative_cost)
-        xs, ys = [s.relative_cost for s in group], [s.accuracy for s in group]
+        group = sorted(group, key=lambda s: s.cost(unit))
+        xs, ys = [s.cost(unit) for s in group], [s.accuracy for s in group]
         err = [[s.accuracy - s.ci_low for s in group], [s.ci_high - s.accuracy for s in group]]
         marker = {"small": "s", "large": "D"}.get(name, "o")
         ax.errorbar(xs, ys, yerr=err, marker=marker, capsize=3, linestyle="-" if len(group) > 1 else "none", label=name)
         for s in group:
-            ax.annotate(s.config, (s.relative_cost, s.accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.annotate(s.config, (s.cost(unit), s.accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7)
     by = {s.config: s for s in summaries}
     if "small" in by and "large" in by:
         ends = (by["small"], by["large"])
-        ax.plot([e.relative_cost for e in ends], [e.accuracy for e in ends], color="grey", linestyle=":", label="random query routing")
-    ax.set_xlabel("relative cost (routed FLOPs / large-only FLOPs)")
+        ax.plot([e.cost(unit) for e in ends], [e.accuracy for e in ends], color="grey", linestyle=":", label="random query routing")
+    ax.set_xlabel(f"relative cost in {NAMES[unit]} (routed / large model alone)")
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy–cost frontier")
     ax.grid(alpha=0.3)

@@ -67,6 +67,7 @@ class Server:
     timeout_s: float = 300.0
     api_key: str | None = None
     counters: Counters = field(default_factory=Counters)
+    meter: Any = None  # units.Meter: the cost unit and machine profiles
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # one solve at a time on these engines
@@ -126,7 +127,7 @@ class Server:
         with self._lock:
             self._sampling(request)
             limits = self.limits if request.max_tokens is None else replace(self.limits, max_tokens=request.max_tokens)
-            solver = Solver(self.engines, request.route.build(request.seed or 0, self.pik), limits, self.budget)
+            solver = Solver(self.engines, request.route.build(request.seed or 0, self.pik), limits, self.budget, self.meter)
             stream = solver.solve(request.problem)
             try:
                 for event in stream:

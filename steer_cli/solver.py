@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Union
 from collections.abc import Iterator
 
+from steer_cli import loops, units
 from steer_cli.answers import answer_span, extract_answer
 from steer_cli.budget import Budget
 from steer_cli.cost import Cost, ModelCost
 from steer_cli.engine import ContextFull, Engine, EngineStats
 from steer_cli.routers import DecisionPoint, Draft, Router
 from steer_cli.signals import SIGNALS
+from steer_cli.units import Meter
 
 
 @dataclass
@@ -31,6 +33,7 @@ class StepLimits:
     max_steps: int = 24
     max_step_tokens: int = 256
     max_tokens: int = 1536  # generated tokens per problem, all tiers together
+    stop_repetition: bool = True  # end a solution that loops (loops.py), finish "repetition"
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Step:
     score: float | None  # the router's confidence for this step (before it, or of its draft)
     tokens: int
     mean_logprob: float
-    finish: str  # delimiter | eos | step_tokens | max_tokens | context
+    finish: str  # delimiter | eos | step_tokens | max_tokens | context | repetition
     min_logprob: float = 0.0
     # Tier 0's confidence signals at the step start, when its distribution was
     # computed anyway (the router asked, or tier 0 wrote the step).
@@ -137,13 +140,17 @@ class _Attempt:
 
 
 class Solver:
-    def __init__(self, tiers: list[Engine], router: Router, limits: StepLimits | None = None, budget: Budget | None = None) -> None:
+    def __init__(self, tiers: list[Engine], router: Router, limits: StepLimits | None = None, budget: Budget | None = None, meter: Meter | None = None) -> None:
         if not tiers:
             raise ValueError("at least one tier is required")
         self.tiers = tiers
         self.router = router
         self.limits = limits or StepLimits()
         self.budget = budget or Budget()
+        self.meter = meter or Meter(self.budget.unit)
+        if self.budget.relative is not None:
+            self.meter.require(tiers[1:], "--budget")
+        self._budget_rates = [self.meter.rates(t, self.budget.unit) for t in tiers]
         for tier in tiers:
             tier.stop = self.limits.delimiter
 
@@ -194,10 +201,12 @@ class Solver:
             if step.tokens == 0:  # end of generation right at a step start
                 attempt.finish = step.finish
                 break
+            if self.limits.stop_repetition and loops.repeated_step(step.text, [s.text for s in attempt.steps]):
+                step.finish = "repetition"
             attempt.steps.append(step)
             attempt.top_tokens += step.tokens if step.tier == len(self.tiers) - 1 else self.tiers[-1].count_tokens(step.text)
             yield StepFinished(step)
-            if step.finish in ("eos", "max_tokens", "context"):
+            if step.finish in ("eos", "max_tokens", "context", "repetition"):
                 attempt.finish = step.finish
                 break
 
@@ -247,6 +256,7 @@ class Solver:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         delimiter = self.limits.delimiter
         text, logprobs, ends, finish = "", [], [], "step_tokens"
+        ids: list[int] = []
         while len(logprobs) < step_limit:
             if len(logprobs) >= left:
                 finish = "max_tokens"
@@ -260,6 +270,7 @@ class Solver:
                 finish = "eos"
                 break
             logprobs.append(token.logprob)
+            ids.append(token.id)
             delta = decoder.decode(token.piece)
             text += delta
             ends.append(len(text))
@@ -268,6 +279,9 @@ class Solver:
                 if _ends_step(text, len(delta), delimiter):
                     finish = "delimiter"
                     break
+            if self.limits.stop_repetition and loops.looping(ids):
+                finish = "repetition"
+                break
         tail = decoder.decode(b"", final=True)
         if tail:
             text += tail
@@ -326,13 +340,22 @@ class Solver:
         if self.budget.max_large_tokens is not None:
             rooms.append(self.budget.max_large_tokens - self._large_decoded())
         if self.budget.relative is not None:
-            top = self.tiers[-1]
-            # A cascade's attempt may yet be dropped for a shorter one, so only the fixed reference is sure there.
-            written = 0 if self._query_level else self._attempt.top_tokens
-            cap = self.budget.relative * 2.0 * top.params * (top.prompt_length() + max(self.budget.reference_tokens, written))
-            engine = self.tiers[tier]
-            rooms.append(math.floor((cap - self._spent()) / (2.0 * engine.params)) - engine.pending())
+            rates = self._budget_rates[tier]
+            left = self._cap(self._attempt) - self._larger_spent() - self.tiers[tier].pending() * rates.prefill
+            rooms.append(math.floor(left / rates.decode) if rates.decode else self.limits.max_tokens)
         return max(0, min(rooms))
+
+    def _cap(self, attempt: _Attempt) -> float:
+        """B x the top tier alone: its prompt and the longer of the typical
+        answer and the transcript so far (a cascade's attempt may yet be
+        dropped for a shorter one, so there only the fixed reference is sure)."""
+        top = self.tiers[-1]
+        written = 0 if self._query_level else attempt.top_tokens
+        return self.budget.relative * units.alone(self._budget_rates[-1], top.prompt_length(), max(self.budget.reference_tokens, written))
+
+    def _larger_spent(self) -> float:
+        """What the tiers above the smallest spent on this problem, in the budget's unit."""
+        return sum(units.spent_by(self.budget.unit, r, t.params, s) for r, t, s in zip(self._budget_rates[1:], self.tiers[1:], self._since()[1:], strict=True))
 
     def _visible(self, members: list[int], need: int) -> int:
         """How many of `members` (small to large) the budget still lets act
@@ -348,23 +371,15 @@ class Solver:
     def _budget_report(self, attempt: _Attempt) -> list[dict]:
         """What each cap allowed and what it covered spent, in its own unit;
         `spent <= cap` always (the smallest tier is the fallback, not covered)."""
-        larger = self._since()[1:]
         report = []
         if self.budget.max_large_tokens is not None:
-            report.append({"unit": "decoded tokens", "cap": self.budget.max_large_tokens, "spent": sum(s.decoded_tokens for s in larger), "covers": "tiers above the smallest"})
+            report.append({"unit": "decoded tokens", "cap": self.budget.max_large_tokens, "spent": self._large_decoded(), "covers": "tiers above the smallest"})
         if self.budget.relative is not None:
-            top = self.tiers[-1]
-            written = 0 if self._query_level else attempt.top_tokens
-            cap = self.budget.relative * 2.0 * top.params * (top.prompt_length() + max(self.budget.reference_tokens, written))
-            spent = sum(2.0 * t.params * (s.evaluated_tokens + s.reused_tokens) for t, s in zip(self.tiers[1:], larger, strict=True))
-            report.append({"unit": "flops", "cap": cap, "spent": spent, "covers": "tiers above the smallest"})
+            report.append({"unit": self.budget.unit, "cap": self._cap(attempt), "spent": self._larger_spent(), "covers": "tiers above the smallest"})
         return report
 
     def _since(self) -> list[EngineStats]:
         return [t.stats.since(b) for t, b in zip(self.tiers, self._before, strict=True)]
-
-    def _spent(self) -> float:
-        return sum(2.0 * t.params * (s.evaluated_tokens + s.reused_tokens) for t, s in zip(self.tiers, self._since(), strict=True))
 
     def _large_decoded(self) -> int:
         """Tokens decoded in this problem by every tier above the smallest."""
@@ -374,8 +389,13 @@ class Solver:
     def _cost(self, attempt: _Attempt, wall_s: float) -> Cost:
         """Per-model cost; the reference is the top tier's prompt plus every
         kept step in its own tokenization (counted as the steps were kept)."""
-        models = [ModelCost.of(t.name, t.params, s, t.price) for t, s in zip(self.tiers, self._since(), strict=True)]
-        return Cost.of(models, self.tiers[-1].prompt_length() + attempt.top_tokens, self.tiers[-1].params, wall_s)
+        since = self._since()
+        models = [ModelCost.of(t.name, t.params, s, t.price) for t, s in zip(self.tiers, since, strict=True)]
+        cost = Cost.of(models, self.tiers[-1].prompt_length() + attempt.top_tokens, self.tiers[-1].params, wall_s)
+        cost.relative = self.meter.relative(self.tiers, since, self.tiers[-1].prompt_length(), attempt.top_tokens)
+        if cost.relative.get(self.meter.unit) is not None:  # else FLOPs, which always can be counted
+            cost.unit, cost.relative_cost = self.meter.unit, cost.relative[self.meter.unit]
+        return cost
 
 
 def answer_confidence(steps: list[Step], last_number: bool = True) -> float | None:

@@ -104,11 +104,16 @@ def summary(result: Result) -> Text:
     for cap in c.budget:
         bound += f" · larger tiers spent {cap['spent'] / cap['cap']:.0%} of the {cap['unit']} cap" if cap["cap"] else ""
     text.append(
-        f"   steps {len(result.steps)} ({large_steps} on the top tier{dropped}){bound} · relative cost {c.relative_cost:.2f}"
-        f" ({c.flops / 1e12:.2f} of {c.large_only_flops / 1e12:.2f} TFLOP) · {c.wall_s:.1f}s",
+        f"   steps {len(result.steps)} ({large_steps} on the top tier{dropped}){bound} · relative cost {c.relative_cost:.2f} in {c.unit}"
+        f"{_other_units(c)} · {c.wall_s:.1f}s",
         style="dim",
     )
     return text
+
+
+def _other_units(cost) -> str:
+    others = [f"{unit} {value:.2f}" for unit, value in cost.relative.items() if unit != cost.unit and value is not None]
+    return f" ({', '.join(others)})" if others else ""
 
 
 _UNANSWERED = {

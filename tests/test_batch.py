@@ -124,13 +124,16 @@ def test_eval_runs_trim_and_cascade_and_scores_them_against_random(tmp_path, tin
             "--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1", "--n-ctx", "1024"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.stderr
-    assert "vs random (FLOPs) [95% CI]" in r.stdout.splitlines()[0]
+    assert "vs random (time) [95% CI]" in r.stdout.splitlines()[0]  # the default unit leads
+    table = (tmp_path / "report" / "summary.md").read_text()
+    assert all(f"vs random ({u}) [95% CI]" in table for u in ("time", "decode", "FLOPs", "price"))
     by = {s["config"]: s for s in json.loads((tmp_path / "report" / "summary.json").read_text())}
     assert set(by) == {"small", "large", "trim:verify@0.5", "trim:self@0.5", "cascade:answer@0.5"}
     # The random line runs through the small and large points themselves.
     assert by["small"]["vs_random"]["diff"] == 0 and by["large"]["vs_random"]["diff"] == pytest.approx(0)
     assert by["trim:verify@0.5"]["vs_random"]["low"] <= by["trim:verify@0.5"]["vs_random"]["diff"] <= by["trim:verify@0.5"]["vs_random"]["high"]
-    assert by["small"]["reference"] == "measured" and by["large"]["time_cost"] == pytest.approx(1.0)
+    assert by["small"]["reference"] == "measured" and by["large"]["time_cost"] == pytest.approx(1.0) and by["large"]["wall_cost"] == pytest.approx(1.0)
+    assert by["small"]["vs_random_by_unit"]["flops"]["diff"] == 0 and by["small"]["vs_random_by_unit"]["price"] is None  # no prices here
     assert all("cost_se" in s for s in by.values())
     records = {p.name.rsplit("-", 1)[0]: read(p) for p in (tmp_path / "work").iterdir()}
     assert all("attempts" in rec and len(rec["attempts"]) >= 1 for rec in records["cascade:answer@0.5"])

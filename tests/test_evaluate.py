@@ -7,8 +7,9 @@ import pytest
 from steer_cli.stats import Summary, add_baselines, ratio_se
 
 
-def summary(config, accuracy, cost):
-    return Summary(config, 100, int(accuracy * 100), accuracy, 0, 1, cost, 0.0, cost, None, None, "estimated", 0, 0, 0, 0)
+def summary(config, accuracy, cost, time=None):
+    return Summary(config, 100, int(accuracy * 100), accuracy, 0, 1, relative_cost=cost, cost_se=0.0, decode_cost=cost, time_cost=time, price_cost=None,
+                   wall_cost=None, reference="estimated", large_decoded_per_problem=0, large_step_share=0, wall_s=0, wall_s_per_problem=0)
 
 
 def outcomes(right: int, n: int = 100) -> dict[str, bool]:
@@ -29,6 +30,16 @@ def test_random_line_gap_recovered_and_paired_intervals():
     assert vs_small.diff == pytest.approx(0.20) and vs_small.low > 0.1 and vs_small.high < 0.3 and vs_small.n == 100
     assert by["steer@0.3"].vs_small.low < 0 < by["steer@0.3"].vs_small.high  # 3 more of 100: noise
     assert "[" in str(vs_small) and str(vs_small).startswith("+20.0%")
+
+
+def test_the_random_line_is_drawn_in_every_unit_that_can_be_counted():
+    # In time the router is cheap (the large model's reading is fast), in FLOPs it is not.
+    rows = [summary("small", 0.30, 0.35, time=0.30), summary("large", 0.60, 1.00, time=1.0), summary("trim@0.5", 0.50, 1.00, time=0.5)]
+    add_baselines(rows, {"small": outcomes(30), "large": outcomes(60), "trim@0.5": outcomes(50)}, unit="time")
+    trim = rows[2]
+    assert trim.vs_random_by_unit["flops"].diff == pytest.approx(-0.10)  # at the large model's FLOPs: 60%
+    assert trim.vs_random_by_unit["time"].diff == pytest.approx(0.50 - (0.30 + 0.2 / 0.7 * 0.30))
+    assert trim.vs_random is trim.vs_random_by_unit["time"] and trim.vs_random_by_unit["price"] is None
 
 
 def test_no_baseline_without_small_and_large():

@@ -14,7 +14,7 @@ from steer_cli.commands.common import boundary
 
 
 def calibrate(
-    target_cost: Annotated[float, typer.Option("--target-cost", help="Relative cost to spend: routed FLOPs / large-only FLOPs, in (0, 1].")],
+    target_cost: Annotated[float, typer.Option("--target-cost", help="Relative cost to spend, in --cost-unit: routed / the large model alone, in (0, 1].")],
     router: common.Router = None,
     signal: common.Signal = None,
     data: Annotated[str, typer.Option("--data", help="Calibration problems: train (shipped GSM8K slice) or a JSONL; cost needs no gold answers, so your own questions do.")] = "train",
@@ -28,6 +28,7 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     work: Annotated[Optional[Path], typer.Option("--work", help="Per-configuration records (reused on rerun); default STEER_HOME/eval.")] = None,
     pik: common.Pik = None,
+    cost_unit: common.CostUnit = None,
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
@@ -64,7 +65,9 @@ def calibrate(
         classifier = common.load_pik(pik)
         items = datasets.problems(data, limit)
         held = _heldout_items(heldout, heldout_limit, data, limit)
-        bench = common.bench(engine_args, limits, work, registry=registry, pik=classifier)
+        unit = common.cost_unit(cost_unit, registry.defaults)
+        bench = common.bench(engine_args, limits, work, registry=registry, pik=classifier, unit=unit, quiet=quiet)
+        bench.meter.require(bench.engines, "calibrating")
         common.check_pik(classifier, bench.engines)
         chosen = bench.resolve(Route(name, None, ev.signal_for(name, signal))).signal
         log = ui.stderr_console()
@@ -87,8 +90,8 @@ def calibrate(
                 records = bench.records(cfg, problems, lambda: bar.update(next(ticks)), reuse)
             if cfg.router == "small":
                 small_done.update((r["key"], r) for r in records)
-            s = stats.summarize(cfg.label, records)
-            probe = cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.relative_cost, cal.accuracy(records), s.n, s.cost_se)
+            s = stats.summarize(cfg.label, records, meter=bench.meter)
+            probe = cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.cost(unit) or 0.0, cal.accuracy(records), s.n, s.cost_ses[unit])
             if not quiet:
                 log.print(f"steer: {what} {cfg.label}: {_line(probe)}", highlight=False)
             return probe, records
@@ -116,7 +119,7 @@ def calibrate(
         if not dry_run:
             thresholds = {name: outcome.best.threshold, **({"pik": best_pik} if best_pik is not None else {})}
             saved = save_user_defaults({"thresholds": thresholds, "signals": {name: chosen}} if chosen else {"thresholds": thresholds}, config)
-        _report(name, chosen, target_cost, outcome, check, saved, as_json, best_pik)
+        _report(name, chosen, target_cost, outcome, check, saved, as_json, best_pik, unit)
         _warn_if_loose(outcome.best, tolerance)
 
 
@@ -144,13 +147,14 @@ def _warn_if_loose(best, tolerance: float) -> None:
         )
 
 
-def _report(name: str, signal: str | None, target: float, outcome, check, saved: Path | None, as_json: bool, pik: float | None = None) -> None:
+def _report(name: str, signal: str | None, target: float, outcome, check, saved: Path | None, as_json: bool, pik: float | None = None, unit: str = "time") -> None:
     best = outcome.best
     if as_json:
         payload = {
             "router": name,
             "signal": signal,
             "target_cost": target,
+            "cost_unit": unit,
             "threshold": best.threshold,
             "pik_threshold": pik,
             "converged": outcome.converged,
@@ -162,7 +166,7 @@ def _report(name: str, signal: str | None, target: float, outcome, check, saved:
         print(json.dumps(payload))
         return
     label = name if signal is None else f"{name} ({signal})"
-    print(f"{label} threshold {best.threshold:g}{'' if pik is None else f', P(IK) threshold {pik:g}'} for target cost {target:g}")
+    print(f"{label} threshold {best.threshold:g}{'' if pik is None else f', P(IK) threshold {pik:g}'} for target cost {target:g} ({unit})")
     print(f"  calibration: {_line(best)}")
     if check is not None:
         print(f"  held-out:    {_line(check)}")

@@ -63,7 +63,8 @@ MaxStepTokens = Annotated[int, typer.Option("--max-step-tokens", help="Tokens pe
 Delimiter = Annotated[str, typer.Option("--delimiter", help="Text that ends a step (escapes like \\n allowed).")]
 Temperature = Annotated[float, typer.Option("--temperature", help="0 = greedy (reproducible).")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the random router.")]
-BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap the FLOPs of the tiers above the smallest (prefill included, counted with what was already spent) at this fraction of the top tier answering alone; then the smallest tier finishes, uncapped. The result's cost.budget reports cap and spend.")]
+BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap what the tiers above the smallest spend, in --cost-unit (reading priced as the unit prices it), at this fraction of the top tier answering alone; then the smallest tier finishes, uncapped. The result's cost.budget reports cap and spend.")]
+CostUnit = Annotated[Optional[str], typer.Option("--cost-unit", help="time (seconds on this machine, from its profile), decode, flops or price: what --budget caps and relative cost counts (default: models.yaml defaults.cost_unit, else time).")]
 Pik = Annotated[Optional[Path], typer.Option("--pik", help="A P(IK) classifier from `steer pik train`: the cascade sends a query it judges hopeless for the small model straight to the next tier.")]
 PikThreshold = Annotated[Optional[float], typer.Option("--pik-threshold", help="Skip the small tier when P(IK) is below this (default: the file's).")]
 MaxLargeTokens = Annotated[Optional[int], typer.Option("--max-large-tokens", help="Hard cap per problem on tokens decoded by the larger tiers; then the smallest writes the rest.")]
@@ -118,6 +119,8 @@ class Plan:
     limits: Any
     caps: Any
     pik: Any
+    unit: str = "time"
+    quiet: bool = False
 
     def solver(self):
         """Load the tiers (once per command) and the solver that routes between them."""
@@ -125,21 +128,47 @@ class Plan:
 
         engines = self.engine_args.engines(self.registry)
         check_pik(self.pik, engines)
-        return Solver(engines, self.route.build(self.engine_args.seed, self.pik), self.limits, self.caps)
+        # A budget in time needs the profile now; elsewhere a stored one is used if there is one.
+        measure_now = self.caps.relative is not None and self.unit == "time"
+        return Solver(engines, self.route.build(self.engine_args.seed, self.pik), self.limits, self.caps, meter(engines, self.unit, measure_now, self.quiet))
 
 
 def plan(engine_args: EngineArgs, router: str | None, threshold: float | None, signal: str | None, pik_path: Path | None, pik_threshold: float | None,
-         max_steps: int, max_step_tokens: int, delimiter: str, max_large_tokens: int | None, relative: float | None) -> Plan:
+         max_steps: int, max_step_tokens: int, delimiter: str, max_large_tokens: int | None, relative: float | None,
+         unit: str | None = None, quiet: bool = False) -> Plan:
     registry = engine_args.registry()
     classifier = load_pik(pik_path)
     chosen = route(router, threshold, signal, registry.defaults, classifier, pik_threshold)
-    return Plan(engine_args, registry, chosen, step_limits(max_steps, max_step_tokens, delimiter), budget(max_large_tokens, relative, registry.defaults), classifier)
+    unit = cost_unit(unit, registry.defaults)
+    caps = budget(max_large_tokens, relative, registry.defaults, unit)
+    return Plan(engine_args, registry, chosen, step_limits(max_steps, max_step_tokens, delimiter), caps, classifier, unit, quiet)
 
 
-def budget(max_large_tokens: int | None, relative: float | None, defaults):
+def cost_unit(given: str | None, defaults) -> str:
+    from steer_cli.units import check
+
+    return check(given or defaults.cost_unit)
+
+
+def budget(max_large_tokens: int | None, relative: float | None, defaults, unit: str = "flops"):
     from steer_cli.budget import Budget
 
-    return Budget(max_large_tokens, relative, defaults.budget_reference_tokens)
+    return Budget(max_large_tokens, relative, defaults.budget_reference_tokens, unit)
+
+
+def meter(engines: list, unit: str, measure: bool, quiet: bool = False):
+    """The run's cost meter: `unit` plus each local model's machine profile,
+    measured now (once per machine setting, said on stderr) when `measure`,
+    else only a stored one."""
+    from steer_cli import profile
+    from steer_cli.units import Meter
+
+    if not measure:
+        return Meter(unit, profile.stored(engines))
+    from steer_cli.datasets import load
+
+    warm = [i.question for i in load("train", 4)]
+    return Meter(unit, profile.for_engines(engines, warm, say=lambda line: None if quiet else print(line, file=sys.stderr)))
 
 
 def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
@@ -233,7 +262,8 @@ def _identity(engine, content_sha256) -> str:
     return content_sha256(engine.path)
 
 
-def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None, registry=None, pik=None):
+def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None, registry=None, pik=None,
+          unit: str | None = None, quiet: bool = False):
     """Loaded engines plus the fingerprint that keys their records: every
     setting that changes an answer (models, limits, sampling, prompt, budget)."""
     from steer_cli.engine import STEP_INSTRUCTION
@@ -245,8 +275,10 @@ def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: 
     if work.exists() and not work.is_dir():
         raise UsageError(f"--work {work} is a file", "pass a directory for the record files")
     registry = registry or engine_args.registry()
-    caps = budget(max_large_tokens, relative, registry.defaults)
+    unit = cost_unit(unit, registry.defaults)
+    caps = budget(max_large_tokens, relative, registry.defaults, unit)
     engines = engine_args.engines(registry)
+    costing = meter(engines, unit, measure=True, quiet=quiet)
     fingerprint = {
         "models": [(e.name, _identity(e, content_sha256)) for e in engines],
         "limits": vars(limits),
@@ -256,4 +288,6 @@ def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: 
     }
     if caps.active:
         fingerprint["budget"] = vars(caps)
-    return Bench(engines, registry.defaults, limits, fingerprint, work, engine_args.seed, caps, pik)
+        if caps.relative is not None and unit == "time":  # the cap in seconds depends on this machine's profile
+            fingerprint["profiles"] = {name: vars(p) for name, p in sorted(costing.profiles.items())}
+    return Bench(engines, registry.defaults, limits, fingerprint, work, engine_args.seed, caps, pik, costing)

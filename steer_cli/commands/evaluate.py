@@ -26,6 +26,7 @@ def evaluate(
     large: common.Large = None,
     tiers: common.Tiers = None,
     budget: common.BudgetCap = None,
+    cost_unit: common.CostUnit = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -42,7 +43,7 @@ def evaluate(
     with boundary():
         from dataclasses import replace
 
-        from steer_cli import datasets, profile, report, stats
+        from steer_cli import datasets, report, stats
         from steer_cli import evaluate as ev
         from steer_cli import ui
 
@@ -51,13 +52,14 @@ def evaluate(
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
         registry = engine_args.registry()
         limits = common.step_limits(max_steps, max_step_tokens, delimiter)
-        common.budget(max_large_tokens, budget, registry.defaults)
+        unit = common.cost_unit(cost_unit, registry.defaults)
+        common.budget(max_large_tokens, budget, registry.defaults, unit)
         classifier = common.load_pik(pik)
         configs = [ev.fill(ev.with_pik(replace(c, signal=c.signal or ev.signal_for(c.router, signal)), classifier, registry.defaults), registry.defaults) for c in ev.parse_configs(routers)]
         for cfg in configs:
             cfg.build(pik=classifier)  # a bad signal or threshold is refused before anything runs
         items = datasets.problems(data, limit, strict=strict, need_gold=True)
-        bench = common.bench(engine_args, limits, work, max_large_tokens, budget, registry, classifier)
+        bench = common.bench(engine_args, limits, work, max_large_tokens, budget, registry, classifier, unit, quiet)
         common.check_pik(classifier, bench.engines)
         runs: dict[str, list[dict]] = {}
         with ui.Counter("eval", len(configs) * len(items), quiet=quiet, every=10, transient=True) as progress:
@@ -65,14 +67,12 @@ def evaluate(
             for cfg in configs:
                 runs.setdefault(cfg.label, bench.records(cfg, items, lambda cfg=cfg: progress.update(next(ticks), cfg.label)))
         large_run = {r["key"]: r for r in runs.get("large", [])}
-        warm = [i.question for i in datasets.load("train", 4)]
-        profiles = profile.for_engines(bench.engines, warm, say=lambda line: None if quiet else print(line, file=sys.stderr))
-        summaries = [stats.summarize(label, records, large_run, profiles) for label, records in runs.items()]
+        summaries = [stats.summarize(label, records, large_run, bench.meter) for label, records in runs.items()]
         outcomes = {label: {r["key"]: stats.correct(r) for r in records} for label, records in runs.items()}
-        stats.add_baselines(summaries, outcomes)
-        print(report.table(summaries))
+        stats.add_baselines(summaries, outcomes, unit)
+        print(report.table(summaries, unit))
         if out is not None:
-            written = report.write_outputs(summaries, out)
+            written = report.write_outputs(summaries, out, unit)
             if not any(p.suffix == ".png" for p in written):
                 print("steer: matplotlib is not installed, no frontier.png (pip install 'steer-cli[eval]')", file=sys.stderr)
             print(f"steer: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

@@ -23,6 +23,7 @@ def serve(
     large: common.Large = None,
     tiers: common.Tiers = None,
     budget: common.BudgetCap = None,
+    cost_unit: common.CostUnit = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -49,14 +50,16 @@ def serve(
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx)
         registry = engine_args.registry()
         limits = common.step_limits(max_steps, max_step_tokens, delimiter)
-        caps = common.budget(max_large_tokens, budget, registry.defaults)
+        unit = common.cost_unit(cost_unit, registry.defaults)
+        caps = common.budget(max_large_tokens, budget, registry.defaults, unit)
         classifier = common.load_pik(pik)
         engines = engine_args.engines(registry)
         common.check_pik(classifier, engines)
         for engine in engines:  # load the weights now, not on the first request
             engine.start("warm up")
             engine.next_token()
-        server = Server(engines, registry.defaults, limits, caps, classifier, max_queue, timeout, key)
+        costing = common.meter(engines, unit, measure=caps.relative is not None and unit == "time")
+        server = Server(engines, registry.defaults, limits, caps, classifier, max_queue, timeout, key, meter=costing)
         import uvicorn
 
         print(f"steer: serving {', '.join(e.name for e in engines)} on http://{host}:{port}/v1 (Ctrl-C stops)", file=sys.stderr)
