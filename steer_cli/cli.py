@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from steer_cli import __version__
-from steer_cli.commands import models, pik
+from steer_cli.commands import models, pik, policy
 from steer_cli.commands.ask import ask
 from steer_cli.commands.batch import batch
 from steer_cli.commands.bench import bench
@@ -60,6 +60,7 @@ app.command()(serve)
 app.command()(bench)
 app.add_typer(models.app, name="models")
 app.add_typer(pik.app, name="pik")
+app.add_typer(policy.app, name="policy")
 
 
 def _version(value: bool) -> None:

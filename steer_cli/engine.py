@@ -312,16 +312,22 @@ class LlamaEngine:
         (chat-template boilerplate is shared between problems)."""
         self._tokens = self.render_prompt(problem)
         self._prompt_len = len(self._tokens)
+        self._own_pending = 0
+        self.resume_cache()
+
+    def resume_cache(self) -> None:
+        """Keep the KV cache's longest prefix of the transcript as it stands
+        (after `start` and any `append_text`): a transcript revisited (policy
+        training walks a tree of them) is not evaluated again."""
         if self._weights_loaded:
             cached = np.asarray(self._llm._input_ids[: self._kv_len])
             n = min(len(cached), len(self._tokens))
             diff = np.nonzero(cached[:n] != np.asarray(self._tokens[:n]))[0]
-            # At most n-1: the last prompt token is evaluated again for its logits.
+            # At most n-1: the last token is evaluated again for its logits.
             self._kv_len = min(int(diff[0]) if diff.size else n, len(self._tokens) - 1)
         self._first_new = self._kv_len
         self._unclaimed_reuse = self._kv_len  # counted only if this model takes part
         self._logits_at = -1
-        self._own_pending = 0
 
     def append_text(self, text: str) -> None:
         self._tokens.extend(self.tokenize_text(text))

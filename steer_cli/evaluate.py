@@ -83,6 +83,7 @@ class Bench:
     budget: Any = None
     pik: Any = None  # a loaded P(IK) classifier for +pik routes
     meter: Any = None  # units.Meter: the cost unit and the machine profiles
+    policy: Any = None  # a loaded routing policy for policy routes
 
     def resolve(self, config: Route) -> Route:
         """The configuration with the defaults it would run with filled in."""
@@ -91,6 +92,8 @@ class Bench:
     def path(self, config: Route) -> Path:
         config = self.resolve(config)
         keyed = self.fingerprint if config.pik is None or self.pik is None else {**self.fingerprint, "pik": self.pik.to_json()}
+        if config.router == "policy" and self.policy is not None:
+            keyed = {**keyed, "policy": self.policy.body()}
         return record_path(self.work, config.label, keyed)
 
     def records(self, config: Route, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
@@ -101,7 +104,7 @@ class Bench:
         from steer_cli.solver import Solver
 
         config = self.resolve(config)
-        solver = Solver(self.engines, config.build(self.seed, self.pik), self.limits, self.budget, self.meter)
+        solver = Solver(self.engines, config.build(self.seed, self.pik, self.policy), self.limits, self.budget, self.meter)
         found = []
         with RecordFile(self.path(config)) as store:
             for item in items:

@@ -83,6 +83,10 @@ def measure(engine, problems: list[str], reps: int = 2, tick=lambda: None) -> Pr
         engine.start(text)
         engine.next_token()
         prefill.append(engine.stats.since(before).evaluated_tokens / (time.perf_counter() - started))
+        # Decode where a solution decodes: a few hundred tokens into the transcript, not right after the prompt.
+        context = DRAFT * max(1, min(3, engine.options.n_ctx // 4 // max(1, engine.count_tokens(DRAFT))))
+        engine.append_text(context)
+        engine.next_token()
         started, count = time.perf_counter(), 0
         while count < 64 and not engine.sample().eog:
             count += 1

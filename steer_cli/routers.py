@@ -18,7 +18,10 @@ from steer_cli.errors import UsageError
 from steer_cli.signals import SIGNALS, NextToken, confidence
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from steer_cli.pik import PikModel
+    from steer_cli.policy import Policy, Trace
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,75 @@ class CascadeRouter(RouterBase):
         return Decision(tier=tier + 1, score=score)
 
 
+@dataclass
+class PolicyRouter(RouterBase):
+    """Policy-guided stepwise routing (arXiv 2605.06116): a trained policy
+    (policy.py) looks at the trace before each step (draft or escalate) and
+    at each draft of the smallest tier (accept, buy a verification by the
+    next tier, or reject). It decides between the smallest tier and the next.
+    With `explore` it samples its actions and logs them (training)."""
+
+    threshold: float
+    policy: Policy | None = None
+    name: str = "policy"
+    reviews = True
+    explore: np.random.Generator | None = None
+    log: list = field(default_factory=list)  # (node, features, action index) when exploring
+
+    def __post_init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._tokens = self._escalated = 0
+        self._previous, self._rejected = "none", False
+        self._trace: Trace | None = None
+
+    def decide(self, point: DecisionPoint) -> Decision:
+        from steer_cli.policy import Trace
+
+        if point.step_index == 0:
+            self._reset()
+        dist = point.next_token(0)
+        self._trace = Trace({name: fn(dist) for name, fn in SIGNALS.items()}, point.step_index, self._tokens, self._escalated, self._previous)
+        action, score = self._choose("pre", self._trace)
+        return Decision(tier=0 if action == "draft" else 1, score=score)
+
+    def review(self, draft: Draft) -> Decision:
+        from dataclasses import replace
+
+        if draft.tier != 0 or draft.n_tiers < 2 or self._trace is None:
+            self._after(draft, "accepted" if draft.tier == 0 else "rejected" if self._rejected else "escalated")
+            return Decision(tier=draft.tier)
+        trace = replace(self._trace, draft_logprobs=draft.token_logprobs, draft_text=draft.text)
+        action, score = self._choose("draft", trace)
+        verified = action == "verify"
+        if verified:
+            trace.verify_logprobs = draft.score_by(1, draft.text)
+            action, score = self._choose("verified", trace)
+        if action == "accept":
+            self._after(draft, "verified" if verified else "accepted")
+            return Decision(tier=0, score=score)
+        self._rejected = True
+        return Decision(tier=1, score=score)
+
+    def _after(self, draft: Draft, previous: str) -> None:
+        self._tokens += len(draft.token_logprobs)
+        self._escalated += draft.tier > 0
+        self._previous, self._rejected, self._trace = previous, False, None
+
+    def _choose(self, node: str, trace: Trace) -> tuple[str, float]:
+        from steer_cli.policy import NODES, features
+
+        if self.policy is None:
+            raise UsageError("the policy router has no policy", "pass --policy FILE (from `steer policy train`)")
+        x = features(trace)
+        if self.explore is None:
+            return self.policy.act(node, x, self.threshold)
+        index, p = self.policy.sample(node, x, self.explore)
+        self.log.append((node, x, index))
+        return NODES[node][index], float(p[0])
+
+
 # -- the registry: one entry per router ------------------------------------------
 # Calibration reads a router's scores from a small-only run's records: its
 # traces (`scores`) and whether a problem would never leave the smallest tier
@@ -276,6 +348,8 @@ REGISTRY: dict[str, RouterSpec] = {
                    "{signal} score of a draft < {threshold} → discarded, a larger model rewrites it", scores=_trim_scores, stays_small=_trim_stays),
         RouterSpec("cascade", lambda t, s, seed: CascadeRouter(threshold=t), ("answer",), 0.5,
                    "P(T) of an answer < {threshold} → the next tier solves the problem", per_query=True, scores=_cascade_scores, stays_small=_cascade_stays),
+        RouterSpec("policy", lambda t, s, seed: PolicyRouter(threshold=t), (), 0.5,
+                   "learned policy: P(cheap action) < {threshold} → verify, reject or escalate"),
     )
 }
 ROUTERS = tuple(REGISTRY)
@@ -310,10 +384,14 @@ class Route:
         name = name if self.threshold is None else f"{name}@{self.threshold:g}"
         return name if self.pik is None else f"{name}+pik@{self.pik:g}"
 
-    def build(self, seed: int = 0, pik: PikModel | None = None) -> Router:
+    def build(self, seed: int = 0, pik: PikModel | None = None, policy: Policy | None = None) -> Router:
         if self.pik is not None and pik is None:
             raise UsageError(f"{self.label} needs a P(IK) classifier", "pass --pik FILE (from `steer pik train`)")
         router = make_router(self.router, self.threshold, self.signal, seed)
+        if isinstance(router, PolicyRouter):
+            if policy is None:
+                raise UsageError("router policy needs a trained policy", "pass --policy FILE (from `steer policy train`)")
+            router.policy = policy
         if self.pik is not None and isinstance(router, CascadeRouter):
             if not 0.0 <= self.pik <= 1.0:
                 raise UsageError(f"P(IK) threshold {self.pik:g} is outside [0, 1]", "pass a value like 0.2")

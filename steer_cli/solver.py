@@ -244,53 +244,15 @@ class Solver:
         return step
 
     def _write_step(self, tier: int, index: int, score: float | None) -> Iterator[Event]:
-        """One step, ended by the delimiter, end of generation, the step token
-        limit or a budget (finish "step_tokens"), or the problem's token limit
-        ("max_tokens")."""
-        engine = self.tiers[tier]
+        """One step by `tier`, within the budget's room and the problem's token limit."""
         step_limit = self.limits.max_step_tokens
         room = self._room(tier)
         if room is not None and room < step_limit:
             step_limit = room
-        left = self.limits.max_tokens - self._generated
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        delimiter = self.limits.delimiter
-        text, logprobs, ends, finish = "", [], [], "step_tokens"
-        ids: list[int] = []
-        while len(logprobs) < step_limit:
-            if len(logprobs) >= left:
-                finish = "max_tokens"
-                break
-            try:
-                token = engine.sample()
-            except ContextFull:
-                finish = "context"
-                break
-            if token.eog:
-                finish = "eos"
-                break
-            logprobs.append(token.logprob)
-            ids.append(token.id)
-            delta = decoder.decode(token.piece)
-            text += delta
-            ends.append(len(text))
-            if delta:
-                yield TextDelta(index, delta)
-                if _ends_step(text, len(delta), delimiter):
-                    finish = "delimiter"
-                    break
-            if self.limits.stop_repetition and loops.looping(ids):
-                finish = "repetition"
-                break
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            text += tail
-            yield TextDelta(index, tail)
-        n = len(logprobs)
-        self._generated += n
-        self._bound = self._bound or (finish == "step_tokens" and step_limit < self.limits.max_step_tokens)
-        mean = sum(logprobs) / n if n else 0.0
-        return Step(index, tier, engine.name, text, score, n, round(mean, 5), finish, round(min(logprobs, default=0.0), 5), token_logprobs=logprobs, token_ends=ends)
+        step = yield from write_step(self.tiers[tier], tier, index, score, self.limits, step_limit, self.limits.max_tokens - self._generated)
+        self._generated += step.tokens
+        self._bound = self._bound or (step.finish == "step_tokens" and step_limit < self.limits.max_step_tokens)
+        return step
 
     # -- query level --------------------------------------------------------
     def _cascade(self) -> Iterator[Event]:
@@ -396,6 +358,46 @@ class Solver:
         if cost.relative.get(self.meter.unit) is not None:  # else FLOPs, which always can be counted
             cost.unit, cost.relative_cost = self.meter.unit, cost.relative[self.meter.unit]
         return cost
+
+
+def write_step(engine: Engine, tier: int, index: int, score: float | None, limits: StepLimits, step_limit: int, left: int) -> Iterator[Event]:
+    """One step by `engine`, ended by the delimiter, end of generation, a loop,
+    `step_limit` tokens (finish "step_tokens") or the problem's `left` tokens
+    ("max_tokens"); its text streams as TextDelta events."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text, logprobs, ends, ids, finish = "", [], [], [], "step_tokens"
+    while len(logprobs) < step_limit:
+        if len(logprobs) >= left:
+            finish = "max_tokens"
+            break
+        try:
+            token = engine.sample()
+        except ContextFull:
+            finish = "context"
+            break
+        if token.eog:
+            finish = "eos"
+            break
+        logprobs.append(token.logprob)
+        ids.append(token.id)
+        delta = decoder.decode(token.piece)
+        text += delta
+        ends.append(len(text))
+        if delta:
+            yield TextDelta(index, delta)
+            if _ends_step(text, len(delta), limits.delimiter):
+                finish = "delimiter"
+                break
+        if limits.stop_repetition and loops.looping(ids):
+            finish = "repetition"
+            break
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        text += tail
+        yield TextDelta(index, tail)
+    n = len(logprobs)
+    mean = sum(logprobs) / n if n else 0.0
+    return Step(index, tier, engine.name, text, score, n, round(mean, 5), finish, round(min(logprobs, default=0.0), 5), token_logprobs=logprobs, token_ends=ends)
 
 
 def answer_confidence(steps: list[Step], last_number: bool = True) -> float | None:

@@ -166,7 +166,7 @@ def summarize(label: str, records: list[dict], large: dict[str, dict] | None = N
     for unit in UNITS:
         xs = [spent(r, unit, profiles) for r in solved]
         ys = [reference(r, refs[r.get("key", "")], unit, profiles) for r in solved]
-        usable = bool(solved) and all(v is not None for v in xs + ys)
+        usable = bool(solved) and all(v is not None for v in xs + ys) and sum(ys) > 0  # local models bill nothing
         costs[unit] = _ratio(xs, ys) if usable else None
         ses[unit] = ratio_se(xs, ys) if usable else 0.0
     steps = [s for r in solved for s in r["steps"]]

@@ -26,6 +26,7 @@ def ask(
     pik_threshold: common.PikThreshold = None,
     budget: common.BudgetCap = None,
     cost_unit: common.CostUnit = None,
+    policy: common.PolicyFile = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -45,7 +46,7 @@ def ask(
 
         text = common.read_problem(problem)
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        plan = common.plan(engine_args, router, threshold, signal, pik, pik_threshold, max_steps, max_step_tokens, delimiter, max_large_tokens, budget, cost_unit, quiet)
+        plan = common.plan(engine_args, router, threshold, signal, pik, pik_threshold, max_steps, max_step_tokens, delimiter, max_large_tokens, budget, cost_unit, quiet, policy)
         chosen = plan.route
         events = plan.solver().solve(text)
         if not quiet:

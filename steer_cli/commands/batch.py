@@ -27,6 +27,7 @@ def batch(
     pik_threshold: common.PikThreshold = None,
     budget: common.BudgetCap = None,
     cost_unit: common.CostUnit = None,
+    policy: common.PolicyFile = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -44,7 +45,7 @@ def batch(
         from steer_cli import datasets, runs, ui
 
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        plan = common.plan(engine_args, router, threshold, signal, pik, pik_threshold, max_steps, max_step_tokens, delimiter, max_large_tokens, budget, cost_unit, quiet)
+        plan = common.plan(engine_args, router, threshold, signal, pik, pik_threshold, max_steps, max_step_tokens, delimiter, max_large_tokens, budget, cost_unit, quiet, policy)
         out_path = None if output in (None, "-") else Path(output)
         if out_path is not None and input != "-" and out_path.resolve() == Path(input).resolve():
             raise common.UsageError(f"-o {output} is the input file", "write the results to another file, e.g. -o results.jsonl")

@@ -29,6 +29,7 @@ def calibrate(
     work: Annotated[Optional[Path], typer.Option("--work", help="Per-configuration records (reused on rerun); default STEER_HOME/eval.")] = None,
     pik: common.Pik = None,
     cost_unit: common.CostUnit = None,
+    policy: common.PolicyFile = None,
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
@@ -66,7 +67,10 @@ def calibrate(
         items = datasets.problems(data, limit)
         held = _heldout_items(heldout, heldout_limit, data, limit)
         unit = common.cost_unit(cost_unit, registry.defaults)
-        bench = common.bench(engine_args, limits, work, registry=registry, pik=classifier, unit=unit, quiet=quiet)
+        trained = common.load_policy(policy)
+        if (trained is None) != (name != "policy"):
+            raise common.UsageError("--policy goes with --router policy, and --router policy needs --policy FILE", "pass both, or neither")
+        bench = common.bench(engine_args, limits, work, registry=registry, pik=classifier, unit=unit, quiet=quiet, policy=trained)
         bench.meter.require(bench.engines, "calibrating")
         common.check_pik(classifier, bench.engines)
         chosen = bench.resolve(Route(name, None, ev.signal_for(name, signal))).signal

@@ -67,6 +67,7 @@ BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap what t
 CostUnit = Annotated[Optional[str], typer.Option("--cost-unit", help="time (seconds on this machine, from its profile), decode, flops or price: what --budget caps and relative cost counts (default: models.yaml defaults.cost_unit, else time).")]
 Pik = Annotated[Optional[Path], typer.Option("--pik", help="A P(IK) classifier from `steer pik train`: the cascade sends a query it judges hopeless for the small model straight to the next tier.")]
 PikThreshold = Annotated[Optional[float], typer.Option("--pik-threshold", help="Skip the small tier when P(IK) is below this (default: the file's).")]
+PolicyFile = Annotated[Optional[Path], typer.Option("--policy", help="A routing policy from `steer policy train` (for --router policy).")]
 MaxLargeTokens = Annotated[Optional[int], typer.Option("--max-large-tokens", help="Hard cap per problem on tokens decoded by the larger tiers; then the smallest writes the rest.")]
 
 
@@ -121,6 +122,7 @@ class Plan:
     pik: Any
     unit: str = "time"
     quiet: bool = False
+    policy: Any = None
 
     def solver(self):
         """Load the tiers (once per command) and the solver that routes between them."""
@@ -128,20 +130,22 @@ class Plan:
 
         engines = self.engine_args.engines(self.registry)
         check_pik(self.pik, engines)
+        check_policy(self.policy, engines)
         # A budget in time needs the profile now; elsewhere a stored one is used if there is one.
         measure_now = self.caps.relative is not None and self.unit == "time"
-        return Solver(engines, self.route.build(self.engine_args.seed, self.pik), self.limits, self.caps, meter(engines, self.unit, measure_now, self.quiet))
+        return Solver(engines, self.route.build(self.engine_args.seed, self.pik, self.policy), self.limits, self.caps, meter(engines, self.unit, measure_now, self.quiet))
 
 
 def plan(engine_args: EngineArgs, router: str | None, threshold: float | None, signal: str | None, pik_path: Path | None, pik_threshold: float | None,
          max_steps: int, max_step_tokens: int, delimiter: str, max_large_tokens: int | None, relative: float | None,
-         unit: str | None = None, quiet: bool = False) -> Plan:
+         unit: str | None = None, quiet: bool = False, policy_path: Path | None = None) -> Plan:
     registry = engine_args.registry()
     classifier = load_pik(pik_path)
-    chosen = route(router, threshold, signal, registry.defaults, classifier, pik_threshold)
+    policy = load_policy(policy_path)
+    chosen = route(router, threshold, signal, registry.defaults, classifier, pik_threshold, policy)
     unit = cost_unit(unit, registry.defaults)
     caps = budget(max_large_tokens, relative, registry.defaults, unit)
-    return Plan(engine_args, registry, chosen, step_limits(max_steps, max_step_tokens, delimiter), caps, classifier, unit, quiet)
+    return Plan(engine_args, registry, chosen, step_limits(max_steps, max_step_tokens, delimiter), caps, classifier, unit, quiet, policy)
 
 
 def cost_unit(given: str | None, defaults) -> str:
@@ -181,7 +185,7 @@ def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
     return StepLimits(delimiter=unescape(delimiter), max_steps=max_steps, max_step_tokens=max_step_tokens)
 
 
-def route(router: str | None, threshold: float | None, signal: str | None, defaults, pik=None, pik_threshold: float | None = None):
+def route(router: str | None, threshold: float | None, signal: str | None, defaults, pik=None, pik_threshold: float | None = None, policy=None):
     """The route ask/batch run: what the user named, the rest from models.yaml;
     refused before any model loads if it cannot run (an option the router does
     not read included). `pik` is a loaded P(IK) file, if one was given."""
@@ -196,9 +200,37 @@ def route(router: str | None, threshold: float | None, signal: str | None, defau
         raise UsageError(f"router {name} has no threshold, so --threshold {threshold:g} would be ignored", f"drop --threshold, or use one of: {', '.join(THRESHOLDED)}")
     if signal is not None and name not in ROUTER_SIGNALS:
         raise UsageError(f"router {name} reads no signal, so --signal {signal} would be ignored", f"drop --signal, or use one of: {', '.join(ROUTER_SIGNALS)}")
+    if policy is not None and name != "policy":
+        raise UsageError(f"router {name} reads no policy file", "use --policy with --router policy")
+    threshold = policy_threshold(name, threshold, defaults, policy)
     chosen = fill(Route(name, threshold, signal, pik_default(pik, pik_threshold, defaults)), defaults)
-    chosen.build(pik=pik)  # validates router, signal and thresholds now
+    chosen.build(pik=pik, policy=policy)  # validates router, signal, thresholds and the policy now
     return chosen
+
+
+def policy_threshold(name: str, given: float | None, defaults, policy) -> float | None:
+    """The policy's threshold: as given, else calibrated (models.yaml), else the file's own."""
+    if name != "policy" or given is not None or policy is None or "policy" in defaults.thresholds:
+        return given
+    return policy.threshold
+
+
+def load_policy(path: Path | None):
+    """The policy file, checked before any model loads (None: none given)."""
+    if path is None:
+        return None
+    from steer_cli import policy
+
+    return policy.load(path)
+
+
+def check_policy(policy, engines) -> None:
+    """Refuse a policy trained for another model pair than these tiers."""
+    if policy is None:
+        return
+    from steer_cli.policy import check_models
+
+    check_models(policy, [identity(e) for e in engines], [e.name for e in engines])
 
 
 def pik_default(pik, given: float | None, defaults) -> float | None:
@@ -253,8 +285,14 @@ def unescape(delimiter: str) -> str:
     return "".join(out)
 
 
-def _identity(engine, content_sha256) -> str:
+def identity(engine) -> str:
     """What a record's model is: a local file's sha256, or a remote endpoint and its served model."""
+    from steer_cli.fetch import content_sha256
+
+    return _identity(engine, content_sha256)
+
+
+def _identity(engine, content_sha256) -> str:
     from steer_cli.remote import RemoteEngine
 
     if isinstance(engine, RemoteEngine):
@@ -263,7 +301,7 @@ def _identity(engine, content_sha256) -> str:
 
 
 def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None, registry=None, pik=None,
-          unit: str | None = None, quiet: bool = False):
+          unit: str | None = None, quiet: bool = False, policy=None):
     """Loaded engines plus the fingerprint that keys their records: every
     setting that changes an answer (models, limits, sampling, prompt, budget)."""
     from steer_cli.engine import STEP_INSTRUCTION
@@ -290,4 +328,5 @@ def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: 
         fingerprint["budget"] = vars(caps)
         if caps.relative is not None and unit == "time":  # the cap in seconds depends on this machine's profile
             fingerprint["profiles"] = {name: vars(p) for name, p in sorted(costing.profiles.items())}
-    return Bench(engines, registry.defaults, limits, fingerprint, work, engine_args.seed, caps, pik, costing)
+    check_policy(policy, engines)
+    return Bench(engines, registry.defaults, limits, fingerprint, work, engine_args.seed, caps, pik, costing, policy)

@@ -27,6 +27,7 @@ def evaluate(
     tiers: common.Tiers = None,
     budget: common.BudgetCap = None,
     cost_unit: common.CostUnit = None,
+    policy: common.PolicyFile = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -55,11 +56,14 @@ def evaluate(
         unit = common.cost_unit(cost_unit, registry.defaults)
         common.budget(max_large_tokens, budget, registry.defaults, unit)
         classifier = common.load_pik(pik)
-        configs = [ev.fill(ev.with_pik(replace(c, signal=c.signal or ev.signal_for(c.router, signal)), classifier, registry.defaults), registry.defaults) for c in ev.parse_configs(routers)]
+        trained = common.load_policy(policy)
+        configs = [replace(c, signal=c.signal or ev.signal_for(c.router, signal)) for c in ev.parse_configs(routers)]
+        configs = [replace(c, threshold=common.policy_threshold(c.router, c.threshold, registry.defaults, trained)) for c in configs]
+        configs = [ev.fill(ev.with_pik(c, classifier, registry.defaults), registry.defaults) for c in configs]
         for cfg in configs:
-            cfg.build(pik=classifier)  # a bad signal or threshold is refused before anything runs
+            cfg.build(pik=classifier, policy=trained)  # a bad signal or threshold is refused before anything runs
         items = datasets.problems(data, limit, strict=strict, need_gold=True)
-        bench = common.bench(engine_args, limits, work, max_large_tokens, budget, registry, classifier, unit, quiet)
+        bench = common.bench(engine_args, limits, work, max_large_tokens, budget, registry, classifier, unit, quiet, trained)
         common.check_pik(classifier, bench.engines)
         runs: dict[str, list[dict]] = {}
         with ui.Counter("eval", len(configs) * len(items), quiet=quiet, every=10, transient=True) as progress:

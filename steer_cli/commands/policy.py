@@ -1,0 +1,150 @@
+"""`steer policy train`: learn the cost-aware control policy for a model pair."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from steer_cli.commands import common
+from steer_cli.commands.common import boundary
+
+app = typer.Typer(help="The learned routing policy (policy-guided stepwise routing): train it for a model pair.", no_args_is_help=True)
+
+
+@app.command("train")
+def train(
+    target_cost: Annotated[float, typer.Option("--target-cost", help="Relative cost to meet in expectation, in --cost-unit (routed / the large model alone).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the policy (JSON); its training curve goes beside it as .png.")] = Path("policy.json"),
+    data: Annotated[str, typer.Option("--data", help="Training problems with gold answers: train (shipped GSM8K slice) or a JSONL.")] = "train",
+    limit: Annotated[int, typer.Option("--limit", help="Training problems to use.")] = 300,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes of policy-gradient updates.")] = 40,
+    rollouts: Annotated[int, typer.Option("--rollouts", help="Sampled rollouts per problem and epoch (2 or more).")] = 4,
+    cost_unit: common.CostUnit = None,
+    work: Annotated[Optional[Path], typer.Option("--work", help="Where the cache of engine outcomes lives (reused on rerun); default STEER_HOME/policy.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    seed: common.Seed = 0,
+    small: common.Small = None,
+    large: common.Large = None,
+    tiers: common.Tiers = None,
+    max_steps: common.MaxSteps = 24,
+    max_step_tokens: common.MaxStepTokens = 256,
+    delimiter: common.Delimiter = "\\n\\n",
+    n_ctx: common.NCtx = None,
+    threads: common.Threads = None,
+    gpu_layers: common.GpuLayers = 0,
+    config: common.Config = None,
+    cache_dir: common.CacheDir = None,
+) -> None:
+    """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy gradient on accuracy - lambda x cost with lambda set so the cost meets --target-cost, calibrate its threshold to the target, save it."""
+    with boundary():
+        from steer_cli import datasets, training, ui
+        from steer_cli.answers import gold_answer
+        from steer_cli.engine import LlamaEngine
+        from steer_cli.policy import Policy
+
+        if not 0.0 < target_cost <= 1.5:
+            raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1.5]", "pass a fraction of the large model's cost, like 0.6")
+        if epochs < 1 or rollouts < 2:
+            raise common.UsageError("--epochs must be 1 or more and --rollouts 2 or more", "e.g. --epochs 40 --rollouts 4")
+        if output.is_dir():
+            raise common.UsageError(f"-o {output} is a directory", "pass a file path such as policy.json")
+        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, 0.0, seed)
+        registry = engine_args.registry()
+        unit = common.cost_unit(cost_unit, registry.defaults)
+        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
+        items = datasets.problems(data, limit, need_gold=True)
+        if len(items) < 2:
+            raise common.UsageError(f"{len(items)} labelled problem(s) are too few to train on", "pass --limit 20 or more")
+        engines = engine_args.engines(registry)
+        if len(engines) != 2 or not all(isinstance(e, LlamaEngine) for e in engines):
+            raise common.UsageError("policy training needs exactly two local GGUF tiers (a small and a large)", "pass --small and --large, or a two-model --tiers set")
+        meter = common.meter(engines, unit, measure=True, quiet=quiet)
+        meter.require(engines, "policy training")
+        env = _env(engines, limits, meter, work)
+        started = time.perf_counter()
+        n = len(items)
+
+        golds = [gold_answer(item.answer) for item in items]
+
+        def episode(i, choose):
+            return env.episode(items[i].question, golds[i], choose)
+
+        with ui.Counter("policy training (epochs)", epochs, quiet=quiet, transient=True) as bar:
+            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed)
+            policy, curve = training.train(episode, n, settings, progress=lambda row: bar.update(row["epoch"], f"acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · {env.computed} computed"))
+        threshold, accuracy, cost = training.calibrate(episode, n, policy, target_cost)
+        policy.threshold = threshold
+        policy.models = {"small": common.identity(engines[0]), "large": common.identity(engines[1])}
+        policy.model_names = {"small": engines[0].name, "large": engines[1].name}
+        seconds = time.perf_counter() - started
+        policy.training.update({
+            "unit": unit, "target_cost": target_cost, "data": data, "n": n, "epochs": epochs, "rollouts": rollouts,
+            "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(seconds, 1),
+            "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
+        })
+        policy.save(output)
+        png = _plot(curve, output.with_suffix(".png"), unit, target_cost)
+        _report(policy, output, png, as_json)
+
+
+def _env(engines, limits, meter, work: Path | None):
+    """The rollout environment, its cache keyed by everything that changes an outcome."""
+    import hashlib
+
+    from steer_cli.engine import STEP_INSTRUCTION
+    from steer_cli.registry import steer_home
+    from steer_cli.rollouts import TreeEnv
+
+    work = work or steer_home() / "policy"
+    if work.exists() and not work.is_dir():
+        raise common.UsageError(f"--work {work} is a file", "pass a directory for the outcome cache")
+    work.mkdir(parents=True, exist_ok=True)
+    keyed = json.dumps({"models": [common.identity(e) for e in engines], "limits": vars(limits), "prompt": STEP_INSTRUCTION}, sort_keys=True)
+    cache = work / f"outcomes-{hashlib.sha256(keyed.encode()).hexdigest()[:12]}.jsonl"
+    return TreeEnv(engines, limits, [meter.rates(e) for e in engines], cache)
+
+
+def _plot(curve: list[dict], path: Path, unit: str, target: float) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    epochs = [row["epoch"] for row in curve]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    ax.plot(epochs, [row["accuracy"] for row in curve], label="accuracy (sampled rollouts)")
+    ax.plot(epochs, [row["cost"] for row in curve], label=f"relative cost ({unit})")
+    ax.axhline(target, color="grey", linestyle=":", label=f"target cost {target:g}")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [row["lambda"] for row in curve], color="tab:red", alpha=0.5, label="λ (right axis)")
+    ax.set_xlabel("epoch")
+    ax.set_title("policy training")
+    ax.grid(alpha=0.3)
+    lines = ax.get_legend_handles_labels()
+    more = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _report(policy, output: Path, png: Path | None, as_json: bool) -> None:
+    t = policy.training
+    if as_json:
+        print(json.dumps({"saved_to": str(output), "curve_png": str(png) if png else None, "threshold": policy.threshold,
+                          **{k: v for k, v in t.items() if k != "curve"}}))
+        return
+    print(f"policy for {policy.model_names['small']} → {policy.model_names['large']}: threshold {policy.threshold:g}, "
+          f"training accuracy {t['train_accuracy']:.1%} at relative cost {t['train_cost']:.3f} ({t['unit']}; target {t['target_cost']:g})")
+    print(f"  {t['n']} problems, {t['epochs']} epochs x {t['rollouts']} rollouts, λ {t['lambda']:g}, {t['seconds']:.0f} s, "
+          f"{t['outcomes_computed']} outcomes computed ({t['outcomes_cached']} cached)")
+    print(f"steer: saved {output}" + (f" and {png}" if png else ""), file=sys.stderr)

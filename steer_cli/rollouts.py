@@ -1,0 +1,220 @@
+"""The policy's training ground: real engines, a tree of cached outcomes.
+
+With greedy decoding a routed solution is a deterministic function of the
+routing decisions, and what a model writes next depends only on the
+transcript so far. So every outcome a rollout needs (the small model's
+signals and draft at a transcript, the next tier's verdict on that draft, the
+next tier's own step) is computed once by the real engines and cached under a
+digest of (problem, transcript): rollouts that share a prefix share its work,
+and the cache file makes collection resumable and reusable.
+
+An episode replays the solver's step loop (same step writer, limits, loop
+guard, answer extraction) with the policy's actions, and prices it as the
+solver's counters would: each tier reads (prefill) what it has not yet read
+before it acts, decodes what it writes, and scores a draft it verifies.
+Relative cost divides by the top tier alone in the chosen unit (units.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steer_cli import loops, units
+from steer_cli.answers import answers_match, extract_answer
+from steer_cli.policy import NODES, Trace, features
+from steer_cli.signals import SIGNALS
+
+ENDS = ("eos", "max_tokens", "context", "repetition")
+
+
+@dataclass
+class Written:
+    """A step one tier wrote at a transcript."""
+
+    text: str
+    logprobs: list[float]
+    finish: str
+    read_tokens: list[int]  # its length in each tier's tokens (what another tier reads)
+
+    @property
+    def tokens(self) -> int:
+        return len(self.logprobs)
+
+
+@dataclass
+class Episode:
+    correct: bool
+    cost: float  # relative to the top tier alone, in the env's unit
+    decisions: list[tuple[str, Any, int]]  # (node, features, action index)
+    answer: str | None = None
+    steps: int = 0
+    escalated: int = 0
+    verified: int = 0
+
+
+@dataclass
+class _Ledger:
+    """Token counts per tier, priced at the end; `read` is how many accepted
+    steps each tier has already read."""
+
+    n: int
+    prefill: list[int] = field(default_factory=list)
+    decoded: list[int] = field(default_factory=list)
+    scored: list[int] = field(default_factory=list)
+    read: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.prefill, self.decoded, self.scored, self.read = [0] * self.n, [0] * self.n, [0] * self.n, [-1] * self.n
+
+    def catch_up(self, tier: int, prompt: int, steps: list[Written]) -> None:
+        """`tier` reads the prompt (first time) and every accepted step it has not read."""
+        if self.read[tier] < 0:
+            self.prefill[tier] += prompt
+            self.read[tier] = 0
+        self.prefill[tier] += sum(s.read_tokens[tier] for s in steps[self.read[tier] :])
+        self.read[tier] = len(steps)
+
+
+class TreeEnv:
+    """Episodes over real engines with a content-keyed cache of outcomes."""
+
+    def __init__(self, tiers: list, limits: Any, rates: list[units.Rates], cache: Path | None = None) -> None:
+        self.tiers, self.limits, self.rates = tiers, limits, rates
+        self.cache_path = cache
+        self.cache: dict[str, Any] = {}
+        self.computed = 0  # outcomes computed by the engines (the rest came from the cache)
+        if cache is not None and cache.exists():
+            for line in cache.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.cache[entry["key"]] = entry["value"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line from an interruption
+
+    # -- outcomes ---------------------------------------------------------------
+    def _key(self, kind: str, problem: str, steps: list[Written], extra: str = "") -> str:
+        blob = json.dumps([kind, problem, [s.text for s in steps], extra])
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def _remember(self, key: str, value: Any) -> Any:
+        self.cache[key] = value
+        self.computed += 1
+        if self.cache_path is not None:
+            with self.cache_path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"key": key, "value": value}) + "\n")
+        return value
+
+    def _at(self, tier: int, problem: str, steps: list[Written]) -> Any:
+        engine = self.tiers[tier]
+        engine.start(problem)
+        for step in steps:
+            engine.append_text(step.text)
+        engine.resume_cache()
+        return engine
+
+    def signals(self, problem: str, steps: list[Written]) -> dict[str, float]:
+        key = self._key("signals", problem, steps)
+        if key not in self.cache:
+            dist = self._at(0, problem, steps).next_token()
+            self._remember(key, {name: round(fn(dist), 5) for name, fn in SIGNALS.items()})
+        return self.cache[key]
+
+    def written(self, tier: int, problem: str, steps: list[Written], left: int) -> Written:
+        from steer_cli.solver import write_step
+
+        cap = min(self.limits.max_step_tokens, left)
+        key = self._key(f"step{tier}", problem, steps, str(cap) if cap < self.limits.max_step_tokens else "")
+        if key not in self.cache:
+            writer = write_step(self._at(tier, problem, steps), tier, len(steps), None, self.limits, self.limits.max_step_tokens, left)
+            try:
+                while True:
+                    next(writer)
+            except StopIteration as done:
+                step = done.value
+            read = [t.count_tokens(step.text) if i != tier else step.tokens for i, t in enumerate(self.tiers)]
+            self._remember(key, {"text": step.text, "logprobs": [round(x, 5) for x in step.token_logprobs], "finish": step.finish, "read": read})
+        v = self.cache[key]
+        return Written(v["text"], v["logprobs"], v["finish"], v["read"])
+
+    def verdict(self, problem: str, steps: list[Written], draft: Written) -> list[float]:
+        key = self._key("verify", problem, steps, draft.text)
+        if key not in self.cache:
+            self._remember(key, [round(x, 5) for x in self._at(1, problem, steps).score_text(draft.text)])
+        return self.cache[key]
+
+    # -- one episode --------------------------------------------------------------
+    def episode(self, problem: str, gold: str | None, choose: Callable[[str, Trace], int]) -> Episode:
+        """One routed solution with `choose(node, trace) -> action index`."""
+        prompts = [len(t.render_prompt(problem)) for t in self.tiers]
+        ledger = _Ledger(len(self.tiers))
+        steps: list[Written] = []
+        writers: list[int] = []
+        decisions: list = []
+        generated, previous, finish, verified = 0, "none", "max_steps", 0
+
+        def pick(node: str, trace: Trace) -> str:
+            index = choose(node, trace)
+            decisions.append((node, features(trace), index))
+            return NODES[node][index]
+
+        for index in range(self.limits.max_steps):
+            left = self.limits.max_tokens - generated
+            ledger.catch_up(0, prompts[0], steps)
+            trace = Trace(self.signals(problem, steps), index, sum(s.tokens for s in steps), sum(w > 0 for w in writers), previous)
+            writer, step = 1, None
+            if pick("pre", trace) == "draft":
+                draft = self.written(0, problem, steps, left)
+                ledger.decoded[0] += draft.tokens
+                generated += draft.tokens
+                if draft.tokens == 0:
+                    finish = draft.finish
+                    break
+                trace.draft_logprobs, trace.draft_text = draft.logprobs, draft.text
+                action = pick("draft", trace)
+                if action == "verify":
+                    ledger.catch_up(1, prompts[1], steps)
+                    trace.verify_logprobs = self.verdict(problem, steps, draft)
+                    ledger.scored[1] += len(trace.verify_logprobs)
+                    ledger.prefill[1] += len(trace.verify_logprobs)
+                    verified += 1
+                    action = pick("verified", trace)
+                if action == "accept":
+                    writer, step = 0, draft
+                    previous = "verified" if trace.verify_logprobs else "accepted"
+                    if trace.verify_logprobs:
+                        ledger.read[1] = len(steps) + 1  # it read the draft while scoring it
+                    ledger.read[0] = len(steps) + 1
+                else:
+                    previous = "rejected"
+            else:
+                previous = "escalated"
+            if step is None:
+                ledger.catch_up(1, prompts[1], steps)
+                step = self.written(1, problem, steps, self.limits.max_tokens - generated)
+                ledger.decoded[1] += step.tokens
+                generated += step.tokens
+                ledger.read[1] = len(steps) + 1
+                if step.tokens == 0:
+                    finish = step.finish
+                    break
+            if self.limits.stop_repetition and loops.repeated_step(step.text, [s.text for s in steps]):
+                step = Written(step.text, step.logprobs, "repetition", step.read_tokens)
+            steps.append(step)
+            writers.append(writer)
+            if step.finish in ENDS:
+                finish = step.finish
+                break
+        text = "".join(s.text for s in steps)
+        answer = extract_answer(text, last_number=finish == "eos")
+        correct = gold is not None and answers_match(answer, gold)
+        return Episode(correct, self._relative(ledger, prompts[-1], steps), decisions, answer, len(steps), sum(w > 0 for w in writers), verified)
+
+    def _relative(self, ledger: _Ledger, top_prompt: int, steps: list[Written]) -> float:
+        spent = sum(units.spend(r, ledger.prefill[i], ledger.decoded[i], ledger.scored[i]) for i, r in enumerate(self.rates))
+        reference = units.alone(self.rates[-1], top_prompt, sum(s.read_tokens[-1] for s in steps))
+        return spent / reference if reference else 0.0

@@ -1,0 +1,211 @@
+"""The learned routing policy: training on a decision process whose best
+policy is known, the cost constraint, the file, and the router in the solver."""
+
+import json
+
+import numpy as np
+import pytest
+
+from steer_cli import training
+from steer_cli.errors import UsageError
+from steer_cli.policy import NODES, Policy, Trace, features, load
+from steer_cli.rollouts import Episode
+
+# Three kinds of step, told apart by the small model's confidence: easy ones
+# it always gets right, unsure ones it gets right half the time, hard ones
+# never. A verification (cheap) tells a right draft from a wrong one; the
+# large model is always right but dear. The best policy at a moderate
+# budget: accept easy drafts, verify unsure ones (reject the wrong half),
+# send hard steps straight up.
+KINDS = {"easy": 0.95, "unsure": 0.5, "hard": 0.05}
+DRAFT, VERIFY, LARGE = 0.02, 0.04, 0.25
+
+
+def synthetic(n: int, steps: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    kinds = [[rng.choice(list(KINDS)) for _ in range(steps)] for _ in range(n)]
+    good = [[rng.random() < KINDS[k] for k in row] for row in kinds]
+
+    def episode(i, choose):
+        decisions, cost, right, escalated, verified = [], 0.0, True, 0, 0
+        previous = "none"
+        for j, kind in enumerate(kinds[i]):
+            s = KINDS[kind]
+            trace = Trace({"maxprob": s, "entropy": 2 * (1 - s), "margin": s}, j, 30 * j, escalated, previous)
+
+            def pick(node):
+                a = choose(node, trace)
+                decisions.append((node, features(trace), a))
+                return NODES[node][a]
+
+            if pick("pre") == "escalate":
+                cost, escalated, previous = cost + LARGE, escalated + 1, "escalated"
+                continue
+            cost += DRAFT
+            trace.draft_logprobs, trace.draft_text = [-0.3] * 20, "x"  # the draft's own confidence says nothing
+            action = pick("draft")
+            if action == "verify":
+                cost += VERIFY
+                verified += 1
+                trace.verify_logprobs = [-0.05 if good[i][j] else -2.5] * 20
+                action = pick("verified")
+            if action == "accept":
+                right = right and good[i][j]
+                previous = "verified" if trace.verify_logprobs else "accepted"
+            else:
+                cost, escalated, previous = cost + LARGE, escalated + 1, "rejected"
+        return Episode(right, cost, decisions, steps=steps, escalated=escalated, verified=verified)
+
+    return episode, kinds
+
+
+def best_cost(kinds) -> float:
+    per = {"easy": DRAFT, "unsure": DRAFT + VERIFY + 0.5 * LARGE, "hard": LARGE}
+    return float(np.mean([sum(per[k] for k in row) for row in kinds]))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    episode, kinds = synthetic(60)
+    target = best_cost(kinds) + 0.02
+    policy, curve = training.train(episode, 60, training.Settings(target=target, epochs=100, seed=1))
+    return policy, curve, episode, kinds, target
+
+
+def probabilities(policy):
+    out = {}
+    for kind, s in KINDS.items():
+        trace = Trace({"maxprob": s, "entropy": 2 * (1 - s), "margin": s}, 1, 30, 0)
+        pre = policy.probs("pre", features(trace))
+        trace.draft_logprobs, trace.draft_text = [-0.3] * 20, "x"
+        draft = policy.probs("draft", features(trace))
+        out[kind] = (pre, draft)
+    return out
+
+
+def test_training_learns_where_to_pay_and_where_to_buy_information(trained):
+    policy, _, episode, kinds, target = trained
+    p = probabilities(policy)
+    # Before the step: draft where the small model is sure, go up where it is hopeless.
+    assert p["easy"][0][0] > p["unsure"][0][0] > p["hard"][0][0] and p["hard"][0][1] > 0.5
+    # After a draft: accept the sure ones, buy a verification where unsure.
+    assert p["easy"][1][0] > p["unsure"][1][0] and p["unsure"][1][1] == max(p[k][1][1] for k in KINDS) and p["unsure"][1][1] > p["unsure"][1][0]
+    trace = Trace({"maxprob": 0.5}, 1, 30, 0, draft_logprobs=[-0.3] * 20, draft_text="x")
+    trace.verify_logprobs = [-0.05] * 20
+    good = policy.probs("verified", features(trace))[0]
+    trace.verify_logprobs = [-2.5] * 20
+    assert good > 0.9 > 0.3 > policy.probs("verified", features(trace))[0]  # the verdict decides
+
+
+def test_the_calibrated_policy_meets_the_cost_target_on_new_problems(trained):
+    policy, curve, episode, kinds, target = trained
+    threshold, accuracy, cost = training.calibrate(episode, 60, policy, target)
+    assert cost <= target + 1e-9 and accuracy >= 0.75  # the best policy: 100% at best_cost = target - 0.02
+    fresh, fresh_kinds = synthetic(200, seed=7)
+    accuracy, cost = training.evaluate(fresh, 200, policy, threshold)
+    assert cost <= best_cost(fresh_kinds) + 0.02 + 0.05 and accuracy >= 0.7
+    # Never-escalate and always-escalate are the two ends it sits between.
+    assert training.evaluate(fresh, 200, policy, 0.0)[1] < cost < training.evaluate(fresh, 200, policy, 1.0)[1]
+
+
+def test_lambda_rises_while_the_policy_overspends():
+    episode, kinds = synthetic(40, seed=3)
+    _, curve = training.train(episode, 40, training.Settings(target=0.2, epochs=30, seed=2))
+    assert curve[-1]["lambda"] > curve[0]["lambda"] and curve[-1]["cost"] < curve[0]["cost"] + 0.3
+
+
+def test_a_policy_file_round_trips_and_refuses_tampering(tmp_path, trained):
+    policy = trained[0]
+    policy.models, policy.model_names = {"small": "a" * 64, "large": "b" * 64}, {"small": "s", "large": "l"}
+    path = tmp_path / "p.json"
+    policy.save(path)
+    back = load(path)
+    x = features(Trace({"maxprob": 0.5}, 2, 60, 1))
+    assert np.allclose(back.probs("pre", x), policy.probs("pre", x), atol=1e-5) and back.threshold == pytest.approx(policy.threshold)
+    body = json.loads(path.read_text())
+    body["threshold"] = 0.01
+    path.write_text(json.dumps(body))
+    with pytest.raises(UsageError, match="changed after training"):
+        load(path)
+    body["features"] = body["features"][:-1]
+    path.write_text(json.dumps(body))
+    with pytest.raises(UsageError):
+        load(path)
+    path.write_text("{not json")
+    with pytest.raises(UsageError, match="not readable JSON"):
+        load(path)
+    with pytest.raises(UsageError, match="does not exist"):
+        load(tmp_path / "missing.json")
+
+
+def test_a_policy_for_another_pair_is_refused():
+    from steer_cli.policy import check_models
+
+    policy = Policy(models={"small": "a" * 64, "large": "b" * 64}, model_names={"small": "s", "large": "l"})
+    check_models(policy, ["a" * 64, "b" * 64], ["s", "l"])
+    with pytest.raises(UsageError, match="trained for s → l"):
+        check_models(policy, ["a" * 64, "c" * 64], ["s", "other"])
+
+
+# -- end to end on small real models -------------------------------------------------
+from typer.testing import CliRunner  # noqa: E402
+
+from steer_cli.cli import app  # noqa: E402
+
+runner = CliRunner()
+
+
+def pair(tiny_small, smollm2_path):
+    return ["--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1", "--n-ctx", "1024", "--max-steps", "3", "--max-step-tokens", "6"]
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory, tiny_small, smollm2_path):
+    out = tmp_path_factory.mktemp("policy")
+    args = ["policy", "train", "--data", "tests/data/math_sample.jsonl", "--limit", "3", "--target-cost", "0.6", "--cost-unit", "decode",
+            "--epochs", "2", "--rollouts", "2", "-o", str(out / "p.json"), "--work", str(out / "work"), "--json", *pair(tiny_small, smollm2_path)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.stderr
+    again = runner.invoke(app, args)  # every outcome is in the cache now
+    return out / "p.json", json.loads(first.stdout), json.loads(again.stdout)
+
+
+def test_policy_train_writes_a_validated_file_and_its_curve(policy_file):
+    path, report, again = policy_file
+    policy = load(path)
+    assert report["n"] == 3 and len(policy.training["curve"]) == 2 and 0.0 <= policy.threshold <= 1.0
+    assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert report["outcomes_computed"] > 0 and again["outcomes_computed"] == 0  # resumed from the cache, nothing recomputed
+
+
+def test_the_solver_follows_the_path_the_policy_trained_on(policy_file, tiny_small, smollm2_path):
+    from steer_cli.engine import LlamaEngine, LoadOptions
+    from steer_cli.rollouts import TreeEnv
+    from steer_cli.routers import PolicyRouter
+    from steer_cli.solver import Solved, Solver, StepLimits
+    from steer_cli.units import rates
+
+    policy = load(policy_file[0])
+    policy.threshold = 0.5
+    engines = [LlamaEngine(n, p, LoadOptions(n_ctx=1024, n_threads=1)) for n, p in (("s", tiny_small), ("l", smollm2_path))]
+    limits = StepLimits(max_steps=3, max_step_tokens=6)
+    env = TreeEnv(engines, limits, [rates("decode", e.params) for e in engines])
+    for problem in ("2+2?", "What is 7 times 6?"):
+        episode = env.episode(problem, "4", training.deterministic(policy, 0.5))
+        solver = Solver(engines, PolicyRouter(threshold=0.5, policy=policy), limits)
+        result = next(e.result for e in solver.solve(problem) if isinstance(e, Solved))
+        assert result.answer == episode.answer and len(result.steps) == episode.steps
+        assert sum(s.tier > 0 for s in result.steps) == episode.escalated
+
+
+def test_ask_routes_with_the_policy_and_refuses_a_mismatched_pair(policy_file, tiny_small, smollm2_path):
+    path = str(policy_file[0])
+    r = runner.invoke(app, ["ask", "--router", "policy", "--policy", path, "--json", "-q", "--cost-unit", "decode", *pair(tiny_small, smollm2_path), "2+2?"])
+    assert r.exit_code in (0, 1) and json.loads(r.stdout)["router"] == "policy"
+    swapped = ["--small", str(smollm2_path), "--large", str(tiny_small), "--threads", "1", "--n-ctx", "1024"]
+    r = runner.invoke(app, ["ask", "--router", "policy", "--policy", path, "-q", *swapped, "2+2?"])
+    assert r.exit_code == 2 and "the policy was trained for" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = runner.invoke(app, ["ask", "--router", "steer", "--policy", path, "2+2?"])
+    assert r.exit_code == 2 and "reads no policy file" in r.stderr
+    r = runner.invoke(app, ["ask", "--router", "policy", "2+2?"])
+    assert r.exit_code == 2 and "--policy FILE" in r.stderr
