@@ -132,7 +132,7 @@ class Tally:
 
     def line(self) -> str:
         acc = f"acc {self.accuracy:.1%}" if self.accuracy is not None else "acc -"
-        cost = f"rel. cost {self.relative_cost:.2f}" if self.relative_cost is not None else "rel. cost -"
+        cost = f"rel. FLOPs {self.relative_cost:.2f}" if self.relative_cost is not None else "rel. FLOPs -"
         failed = f" · {self.failed} failed" if self.failed else ""
         return f"{acc} · {cost}{failed}"
 

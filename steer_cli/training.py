@@ -15,6 +15,7 @@ for each action; rollouts.TreeEnv is the real one, tests use a synthetic one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ class Settings:
     initial_lambda: float = 1.0  # a point of accuracy is worth the top tier's whole cost
     entropy: float = 0.01
     temperature: float = 0.1  # softness of the target over actions, relative to their value spread
+    greedy_branches: bool = False  # finish branches with the deterministic policy: cheaper, but it learns less (tests)
+    deadline: float | None = None  # time.monotonic() after which no further epoch starts
     explore: float = 0.0  # share of sampled actions drawn uniformly (branching already tries every action)
     seed: int = 0
 
@@ -97,8 +100,8 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
     """Policy gradient on the Lagrangian with branched rollouts ("vine"
     sampling, as deterministic greedy decoding allows): per problem, one
     sampled rollout, then at `rollouts - 1` of its decisions every action is
-    tried and the rest rolled out with the policy (the same random stream for
-    each, so they differ by the action alone). The gradient at such a decision
+    tried and the rest rolled out with the deterministic policy (so they
+    differ by the action alone, and revisit cached transcripts). The gradient at such a decision
     weighs every action by its advantage over the policy's own mean, which a
     terminal, all-or-nothing reward (is the answer right?) needs: a single
     rollout rarely shows which step made the difference. Returns the policy
@@ -109,6 +112,8 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
     lam = settings.initial_lambda
     curve = []
     for epoch in range(settings.epochs):
+        if settings.deadline is not None and time.monotonic() > settings.deadline:
+            break
         grads = {node: np.zeros_like(w) for node, w in policy.weights.items()}
         costs, rights, points = [], [], 0
         for i in range(n):
@@ -120,8 +125,13 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
                 node, x, _ = main.decisions[m]
                 prefix = [a for _, _, a in main.decisions[:m]]
                 seed = int(rng.integers(1 << 31))
-                values = np.array([_value(episode(i, scripted(prefix + [a], sampler(policy, np.random.default_rng(seed), settings.explore))), lam)
-                                   for a in range(len(NODES[node]))])
+
+                def then(seed: int = seed) -> Choose:
+                    # The deterministic policy finishes a branch: greedy decoding then revisits
+                    # the same transcripts until the policy changes, and the cache answers.
+                    return deterministic(policy, 0.5) if settings.greedy_branches else sampler(policy, np.random.default_rng(seed), settings.explore)
+
+                values = np.array([_value(episode(i, scripted(prefix + [a], then())), lam) for a in range(len(NODES[node]))])
                 p = policy.probs(node, x)
                 # Move toward the actions that did best here (a soft greedy step of
                 # policy iteration), as far as the choice matters: unlike the plain
@@ -157,7 +167,7 @@ def evaluate(episode: EpisodeFn, n: int, policy: Policy, threshold: float) -> tu
     return float(np.mean([e.correct for e in episodes])), float(np.mean([e.cost for e in episodes]))
 
 
-def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds: int = 10) -> tuple[float, float, float]:
+def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds: int = 8) -> tuple[float, float, float]:
     """The threshold whose deterministic mean cost is closest to `target`
     without exceeding it where possible (bisection: cost rises with the
     threshold); returns (threshold, accuracy, cost)."""

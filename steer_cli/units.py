@@ -90,7 +90,12 @@ class Meter:
         return rates(unit or self.unit, engine.params, getattr(engine, "price", None), self.profiles.get(engine.name))
 
     def require(self, engines: list, why: str) -> None:
-        """Refuse, with the fix, a unit some tier cannot be priced in."""
+        """Refuse, with the fix, a unit some tier cannot be priced in (a top
+        tier that bills nothing leaves relative price undefined)."""
+        top = self.rates(engines[-1]) if engines else None
+        if self.unit == "price" and top is not None and top.decode == 0:
+            raise UsageError(f"{why} in price: {engines[-1].name} bills nothing, so there is no price to compare with",
+                             "add `price: {input_per_m: …, output_per_m: …}` to the models in models.yaml, or pass --cost-unit time")
         for engine in engines:
             if self.rates(engine) is None:
                 fix = ("run `steer bench` once to profile it, or pass --cost-unit decode" if self.unit == "time"

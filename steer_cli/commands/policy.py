@@ -23,7 +23,8 @@ def train(
     data: Annotated[str, typer.Option("--data", help="Training problems with gold answers: train (shipped GSM8K slice) or a JSONL.")] = "train",
     limit: Annotated[int, typer.Option("--limit", help="Training problems to use.")] = 300,
     epochs: Annotated[int, typer.Option("--epochs", help="Passes of policy-gradient updates.")] = 40,
-    rollouts: Annotated[int, typer.Option("--rollouts", help="Sampled rollouts per problem and epoch (2 or more).")] = 4,
+    rollouts: Annotated[int, typer.Option("--rollouts", help="Rollouts per problem and epoch: one sampled, the rest branch points (2 or more).")] = 4,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Start no epoch after this many minutes (the threshold is still calibrated and the file written).")] = None,
     cost_unit: common.CostUnit = None,
     work: Annotated[Optional[Path], typer.Option("--work", help="Where the cache of engine outcomes lives (reused on rerun); default STEER_HOME/policy.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
@@ -76,7 +77,8 @@ def train(
             return env.episode(items[i].question, golds[i], choose)
 
         with ui.Counter("policy training (epochs)", epochs, quiet=quiet, transient=True) as bar:
-            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed)
+            deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed, deadline=deadline)
             policy, curve = training.train(episode, n, settings, progress=lambda row: bar.update(row["epoch"], f"acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · {env.computed} computed"))
         threshold, accuracy, cost = training.calibrate(episode, n, policy, target_cost)
         policy.threshold = threshold
@@ -85,7 +87,7 @@ def train(
         seconds = time.perf_counter() - started
         policy.training.update({
             "unit": unit, "target_cost": target_cost, "data": data, "n": n, "epochs": epochs, "rollouts": rollouts,
-            "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(seconds, 1),
+            "epochs_run": len(curve), "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(seconds, 1),
             "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
         })
         policy.save(output)
@@ -145,6 +147,6 @@ def _report(policy, output: Path, png: Path | None, as_json: bool) -> None:
         return
     print(f"policy for {policy.model_names['small']} → {policy.model_names['large']}: threshold {policy.threshold:g}, "
           f"training accuracy {t['train_accuracy']:.1%} at relative cost {t['train_cost']:.3f} ({t['unit']}; target {t['target_cost']:g})")
-    print(f"  {t['n']} problems, {t['epochs']} epochs x {t['rollouts']} rollouts, λ {t['lambda']:g}, {t['seconds']:.0f} s, "
+    print(f"  {t['n']} problems, {t['epochs_run']} epochs x {t['rollouts']} rollouts, λ {t['lambda']:g}, {t['seconds']:.0f} s, "
           f"{t['outcomes_computed']} outcomes computed ({t['outcomes_cached']} cached)")
     print(f"steer: saved {output}" + (f" and {png}" if png else ""), file=sys.stderr)
