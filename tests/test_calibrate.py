@@ -70,6 +70,33 @@ def test_calibration_meets_the_target_and_holds_out(tmp_path, target):
     assert abs(check.cost - target) <= 0.05
 
 
+@pytest.mark.parametrize("target", [0.6, 0.8])
+def test_calibration_in_time_meets_the_target_and_holds_out(tmp_path, target):
+    """The same search in seconds: a profile where the large model decodes
+    3x slower than the small one and reads 4x faster than it decodes."""
+    from steer_cli.profile import Profile
+    from steer_cli.units import Meter
+
+    b = bench(tmp_path)
+    b.meter = Meter("time", {"small": Profile("small", "0" * 64, 2, 0, "x", 200, 60, 120, 0), "large": Profile("large", "1" * 64, 2, 0, "x", 80, 20, 40, 0)})
+    train, held = items("t", 200), items("h", 200)
+
+    def measure(problems):
+        def run(t):
+            config = Route("steer", t, "maxprob")
+            s = summarize(config.label, b.records(config, problems), meter=b.meter)
+            return cal.Probe(t, s.cost("time"), s.accuracy, s.n)
+
+        return run
+
+    small = summarize("small", b.records(Route("small", None), train), meter=b.meter)
+    scores = cal.scores_of("steer", "maxprob", b.records(Route("small", None), train))
+    outcome = cal.search(measure(train), target, small.cost("time"), lambda f: cal.quantile(scores, f), tolerance=0.03, rounds=8, decisions=6)
+    assert outcome.converged and abs(outcome.best.cost - target) <= 0.03
+    assert abs(measure(held)(outcome.best.threshold).cost - target) <= 0.05
+    assert small.cost("time") != small.relative_cost  # seconds are not FLOPs here
+
+
 def test_a_target_below_the_small_models_own_cost_is_refused(tmp_path):
     with pytest.raises(UsageError, match="below what the small model alone costs"):
         cal.search(lambda t: pytest.fail("no run should start"), 0.2, 0.35, lambda f: f)
