@@ -113,8 +113,9 @@ def measure(engine, problems: list[str], reps: int = 3, tick=lambda: None) -> Pr
                    round(median(prefill), 2), round(median(decode), 2), round(median(score), 2), round(load_s, 3))
 
 
-def for_engines(engines: list, problems: list[str], refresh: bool = False, say=lambda line: None) -> dict[str, Profile]:
-    """Each local engine's profile, measured once per machine setting and then reused."""
+def for_engines(engines: list, problems: list[str], refresh: bool = False, say=lambda line: None, measure_missing: bool = True) -> dict[str, Profile]:
+    """Each local engine's profile, measured once per machine setting and then
+    reused; with `measure_missing` False only the stored ones."""
     from steer_cli.engine import LlamaEngine, physical_cores
     from steer_cli.fetch import content_sha256
 
@@ -124,7 +125,7 @@ def for_engines(engines: list, problems: list[str], refresh: bool = False, say=l
             continue  # a remote tier's time is its measured latency
         k = key(content_sha256(engine.path), engine.options.n_threads or physical_cores(), engine.options.n_gpu_layers)
         profile = None if refresh else load(k)
-        if profile is None:
+        if profile is None and measure_missing:
             say(f"steer: measuring {engine.name} on this machine (once; `steer bench` shows it)")
             try:
                 profile = measure(engine, problems)
@@ -132,21 +133,8 @@ def for_engines(engines: list, problems: list[str], refresh: bool = False, say=l
                 say(f"steer: could not profile {engine.name}: {exc}")
                 continue
             save(profile, k)
-        found[engine.name] = profile
-    return found
-
-
-def stored(engines: list) -> dict[str, Profile]:
-    """The profiles already measured for these engines' settings (none measured now)."""
-    from steer_cli.engine import LlamaEngine, physical_cores
-    from steer_cli.fetch import content_sha256
-
-    found = {}
-    for engine in engines:
-        if isinstance(engine, LlamaEngine):
-            profile = load(key(content_sha256(engine.path), engine.options.n_threads or physical_cores(), engine.options.n_gpu_layers))
-            if profile is not None:
-                found[engine.name] = profile
+        if profile is not None:
+            found[engine.name] = profile
     return found
 
 

@@ -167,12 +167,10 @@ def meter(engines: list, unit: str, measure: bool, quiet: bool = False):
     from steer_cli import profile
     from steer_cli.units import Meter
 
-    if not measure:
-        return Meter(unit, profile.stored(engines))
     from steer_cli.datasets import load
 
-    warm = [i.question for i in load("train", 4)]
-    return Meter(unit, profile.for_engines(engines, warm, say=lambda line: None if quiet else print(line, file=sys.stderr)))
+    warm = [i.question for i in load("train", 4)] if measure else []
+    return Meter(unit, profile.for_engines(engines, warm, say=lambda line: None if quiet else print(line, file=sys.stderr), measure_missing=measure))
 
 
 def step_limits(max_steps: int, max_step_tokens: int, delimiter: str):
