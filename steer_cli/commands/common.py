@@ -299,7 +299,7 @@ def _identity(engine, content_sha256) -> str:
 
 
 def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: int | None = None, relative: float | None = None, registry=None, pik=None,
-          unit: str | None = None, quiet: bool = False, policy=None):
+          unit: str | None = None, quiet: bool = False, policy=None, profile: bool = True):
     """Loaded engines plus the fingerprint that keys their records: every
     setting that changes an answer (models, limits, sampling, prompt, budget)."""
     from steer_cli.engine import STEP_INSTRUCTION
@@ -314,7 +314,7 @@ def bench(engine_args: EngineArgs, limits, work: Path | None, max_large_tokens: 
     unit = cost_unit(unit, registry.defaults)
     caps = budget(max_large_tokens, relative, registry.defaults, unit)
     engines = engine_args.engines(registry)
-    costing = meter(engines, unit, measure=True, quiet=quiet)
+    costing = meter(engines, unit, measure=profile, quiet=quiet)  # off where nothing is priced in time
     fingerprint = {
         "models": [(e.name, _identity(e, content_sha256)) for e in engines],
         "limits": vars(limits),

@@ -57,7 +57,7 @@ def train(
         items = datasets.problems(data, limit, need_gold=True)
         if len(items) < 10:
             raise common.UsageError(f"{len(items)} labelled problems are too few to train on", "pass --limit 100 or more")
-        bench = common.bench(engine_args, limits, work, registry=registry)
+        bench = common.bench(engine_args, limits, work, registry=registry, profile=False)
         with ui.Counter("pik labels (small-only run)", len(items), quiet=quiet, every=10, transient=True) as bar:
             ticks = iter(range(1, len(items) + 1))
             records = bench.records(Route("small"), items, lambda: bar.update(next(ticks)))
