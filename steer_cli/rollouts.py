@@ -80,6 +80,28 @@ class _Ledger:
         self.read[tier] = len(steps)
 
 
+@dataclass
+class _Run:
+    """One episode's state as it unfolds."""
+
+    problem: str
+    prompts: list[int]  # the prompt's length in each tier's tokens
+    ledger: _Ledger
+    choose: Callable[[str, Trace], int]
+    steps: list[Written] = field(default_factory=list)
+    writers: list[int] = field(default_factory=list)
+    decisions: list = field(default_factory=list)
+    generated: int = 0
+    previous: str = "none"
+    finish: str = "max_steps"
+    verified: int = 0
+
+    def pick(self, node: str, trace: Trace) -> str:
+        index = self.choose(node, trace)
+        self.decisions.append((node, features(trace), index))
+        return NODES[node][index]
+
+
 class TreeEnv:
     """Episodes over real engines with a content-keyed cache of outcomes."""
 
@@ -150,69 +172,70 @@ class TreeEnv:
     # -- one episode --------------------------------------------------------------
     def episode(self, problem: str, gold: str | None, choose: Callable[[str, Trace], int]) -> Episode:
         """One routed solution with `choose(node, trace) -> action index`."""
-        prompts = [len(t.render_prompt(problem)) for t in self.tiers]
-        ledger = _Ledger(len(self.tiers))
-        steps: list[Written] = []
-        writers: list[int] = []
-        decisions: list = []
-        generated, previous, finish, verified = 0, "none", "max_steps", 0
-
-        def pick(node: str, trace: Trace) -> str:
-            index = choose(node, trace)
-            decisions.append((node, features(trace), index))
-            return NODES[node][index]
-
+        run = _Run(problem, [len(t.render_prompt(problem)) for t in self.tiers], _Ledger(len(self.tiers)), choose)
         for index in range(self.limits.max_steps):
-            left = self.limits.max_tokens - generated
-            ledger.catch_up(0, prompts[0], steps)
-            trace = Trace(self.signals(problem, steps), index, sum(s.tokens for s in steps), sum(w > 0 for w in writers), previous)
-            writer, step = 1, None
-            if pick("pre", trace) == "draft":
-                draft = self.written(0, problem, steps, left)
-                ledger.decoded[0] += draft.tokens
-                generated += draft.tokens
-                if draft.tokens == 0:
-                    finish = draft.finish
-                    break
-                trace.draft_logprobs, trace.draft_text = draft.logprobs, draft.text
-                action = pick("draft", trace)
-                if action == "verify":
-                    ledger.catch_up(1, prompts[1], steps)
-                    trace.verify_logprobs = self.verdict(problem, steps, draft)
-                    ledger.scored[1] += len(trace.verify_logprobs)
-                    ledger.prefill[1] += len(trace.verify_logprobs)
-                    verified += 1
-                    action = pick("verified", trace)
-                if action == "accept":
-                    writer, step = 0, draft
-                    previous = "verified" if trace.verify_logprobs else "accepted"
-                    if trace.verify_logprobs:
-                        ledger.read[1] = len(steps) + 1  # it read the draft while scoring it
-                    ledger.read[0] = len(steps) + 1
-                else:
-                    previous = "rejected"
-            else:
-                previous = "escalated"
+            step, writer = self._step(run, index)
             if step is None:
-                ledger.catch_up(1, prompts[1], steps)
-                step = self.written(1, problem, steps, self.limits.max_tokens - generated)
-                ledger.decoded[1] += step.tokens
-                generated += step.tokens
-                ledger.read[1] = len(steps) + 1
-                if step.tokens == 0:
-                    finish = step.finish
-                    break
-            if self.limits.stop_repetition and loops.repeated_step(step.text, [s.text for s in steps]):
-                step = Written(step.text, step.logprobs, "repetition", step.read_tokens)
-            steps.append(step)
-            writers.append(writer)
-            if step.finish in ENDS:
-                finish = step.finish
                 break
-        text = "".join(s.text for s in steps)
-        answer = extract_answer(text, last_number=finish == "eos")
+            if self.limits.stop_repetition and loops.repeated_step(step.text, [s.text for s in run.steps]):
+                step = Written(step.text, step.logprobs, "repetition", step.read_tokens)
+            run.steps.append(step)
+            run.writers.append(writer)
+            if step.finish in ENDS:
+                run.finish = step.finish
+                break
+        answer = extract_answer("".join(s.text for s in run.steps), last_number=run.finish == "eos")
         correct = gold is not None and answers_match(answer, gold)
-        return Episode(correct, self._relative(ledger, prompts[-1], steps), decisions, answer, len(steps), sum(w > 0 for w in writers), verified)
+        return Episode(correct, self._relative(run.ledger, run.prompts[-1], run.steps), run.decisions, answer, len(run.steps),
+                       sum(w > 0 for w in run.writers), run.verified)
+
+    def _step(self, run: _Run, index: int) -> tuple[Written | None, int]:
+        """The policy's choices for one step and the step they produce (None: the
+        writer had nothing left to say, `run.finish` says why), with its writer."""
+        problem, steps, ledger = run.problem, run.steps, run.ledger
+        ledger.catch_up(0, run.prompts[0], steps)
+        trace = Trace(self.signals(problem, steps), index, sum(s.tokens for s in steps), sum(w > 0 for w in run.writers), run.previous)
+        if run.pick("pre", trace) == "draft":
+            draft = self.written(0, problem, steps, self.limits.max_tokens - run.generated)
+            ledger.decoded[0] += draft.tokens
+            run.generated += draft.tokens
+            if draft.tokens == 0:
+                run.finish = draft.finish
+                return None, 0
+            if self._judge(run, trace, draft) == "accept":
+                return draft, 0
+        else:
+            run.previous = "escalated"
+        ledger.catch_up(1, run.prompts[1], steps)
+        step = self.written(1, problem, steps, self.limits.max_tokens - run.generated)
+        ledger.decoded[1] += step.tokens
+        run.generated += step.tokens
+        ledger.read[1] = len(steps) + 1
+        if step.tokens == 0:
+            run.finish = step.finish
+            return None, 1
+        return step, 1
+
+    def _judge(self, run: _Run, trace: Trace, draft: Written) -> str:
+        """Accept or reject a draft, buying the next tier's verdict first if the policy asks."""
+        steps, ledger = run.steps, run.ledger
+        trace.draft_logprobs, trace.draft_text = draft.logprobs, draft.text
+        action = run.pick("draft", trace)
+        if action == "verify":
+            ledger.catch_up(1, run.prompts[1], steps)
+            trace.verify_logprobs = self.verdict(run.problem, steps, draft)
+            ledger.scored[1] += len(trace.verify_logprobs)
+            ledger.prefill[1] += len(trace.verify_logprobs)
+            run.verified += 1
+            action = run.pick("verified", trace)
+        if action != "accept":
+            run.previous = "rejected"
+            return "reject"
+        run.previous = "verified" if trace.verify_logprobs else "accepted"
+        if trace.verify_logprobs:
+            ledger.read[1] = len(steps) + 1  # it read the draft while scoring it
+        ledger.read[0] = len(steps) + 1
+        return "accept"
 
     def _relative(self, ledger: _Ledger, top_prompt: int, steps: list[Written]) -> float:
         spent = sum(units.spend(r, ledger.prefill[i], ledger.decoded[i], ledger.scored[i]) for i, r in enumerate(self.rates))

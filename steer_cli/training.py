@@ -1,11 +1,11 @@
-"""Training the control policy: REINFORCE under a cost constraint.
+"""Training the control policy under a cost constraint.
 
 The objective is the constrained one of policy-guided routing: maximise
 accuracy subject to E[relative cost] <= target. Its Lagrangian,
-E[correct - lambda x cost], is maximised by policy gradient (REINFORCE, with
-the leave-one-out mean of the problem's other rollouts as the baseline, and
-Adam steps), while lambda follows dual ascent: it rises while the policy
-overspends and falls while it underspends. The deployed policy is
+E[correct - lambda x cost], is maximised by policy improvement on branched
+rollouts (every action tried at a decision, the values compared, Adam steps
+toward the better ones), while lambda follows dual ascent: it rises while the
+policy overspends and falls while it underspends. The deployed policy is
 deterministic; its threshold is then set by bisection so that the mean cost
 on the training problems meets the target.
 
@@ -40,8 +40,10 @@ class Settings:
     entropy: float = 0.01
     temperature: float = 0.1  # softness of the target over actions, relative to their value spread
     greedy_branches: bool = False  # finish branches with the deterministic policy: cheaper, but it learns less (tests)
-    deadline: float | None = None  # time.monotonic() after which no further epoch starts
+    deadline: float | None = None  # time.monotonic() after which no further batch starts
     explore: float = 0.0  # share of sampled actions drawn uniformly (branching already tries every action)
+    batch: int | None = None  # problems per update (None: one update per epoch); smaller learns more per outcome computed
+    focus: float | None = None  # branch where the policy is unsure: weight 1 - max prob + focus (None: uniform)
     seed: int = 0
 
 
@@ -96,64 +98,95 @@ def scripted(prefix: list[int], then: Choose) -> Choose:
 
 
 def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None = None,
-          progress: Callable[[dict], None] = lambda row: None) -> tuple[Policy, list[dict]]:
-    """Policy gradient on the Lagrangian with branched rollouts ("vine"
+          progress: Callable[[dict], None] = lambda row: None, tick: Callable[[], None] = lambda: None) -> tuple[Policy, list[dict]]:
+    """Policy improvement on the Lagrangian with branched rollouts ("vine"
     sampling, as deterministic greedy decoding allows): per problem, one
-    sampled rollout, then at `rollouts - 1` of its decisions every action is
-    tried and the rest rolled out with the deterministic policy (so they
-    differ by the action alone, and revisit cached transcripts). The gradient at such a decision
-    weighs every action by its advantage over the policy's own mean, which a
-    terminal, all-or-nothing reward (is the answer right?) needs: a single
-    rollout rarely shows which step made the difference. Returns the policy
-    and its curve (per epoch: accuracy, cost, reward, lambda)."""
+    sampled rollout, then at `rollouts - 1` of its decisions (drawn where the
+    policy is least sure) every action is tried and the rest rolled out, so
+    the branches differ by that action alone and revisit cached transcripts.
+    A terminal, all-or-nothing reward (is the answer right?) needs this: a
+    single rollout rarely shows which step made the difference. Updates come
+    every `batch` problems; lambda moves with each batch's cost. Returns the
+    policy and its curve (per epoch: accuracy, cost, reward, lambda);
+    `tick` is called after each problem's rollouts."""
     rng = np.random.default_rng(settings.seed)
     policy = policy or prior()
     adam = _Adam({k: w.shape for k, w in policy.weights.items()}, settings.lr)
     lam = settings.initial_lambda
+    batch = min(settings.batch or n, n)
     curve = []
     for epoch in range(settings.epochs):
         if settings.deadline is not None and time.monotonic() > settings.deadline:
             break
-        grads = {node: np.zeros_like(w) for node, w in policy.weights.items()}
-        costs, rights, points = [], [], 0
-        for i in range(n):
-            main = episode(i, sampler(policy, rng, settings.explore))
-            costs.append(main.cost)
-            rights.append(float(main.correct))
-            picks = rng.choice(len(main.decisions), size=min(len(main.decisions), max(1, settings.rollouts - 1)), replace=False) if main.decisions else []
-            for m in picks:
-                node, x, _ = main.decisions[m]
-                prefix = [a for _, _, a in main.decisions[:m]]
-                seed = int(rng.integers(1 << 31))
-
-                def then(seed: int = seed) -> Choose:
-                    # The deterministic policy finishes a branch: greedy decoding then revisits
-                    # the same transcripts until the policy changes, and the cache answers.
-                    return deterministic(policy, 0.5) if settings.greedy_branches else sampler(policy, np.random.default_rng(seed), settings.explore)
-
-                values = np.array([_value(episode(i, scripted(prefix + [a], then())), lam) for a in range(len(NODES[node]))])
-                p = policy.probs(node, x)
-                # Move toward the actions that did best here (a soft greedy step of
-                # policy iteration), as far as the choice matters: unlike the plain
-                # gradient p * A it does not vanish where the policy has all but
-                # ruled an action out.
-                spread = float(values.max() - values.min())
-                if spread > 1e-9:
-                    target = softmax_of((values - values.max()) / (settings.temperature * spread))
-                    grads[node] += spread * np.outer(target - p, x)
-                h = -p * (np.log(p + 1e-12) + float(-(p * np.log(p + 1e-12)).sum()))
-                grads[node] += settings.entropy * np.outer(h, x)
-                points += 1
-        for node in grads:
-            grads[node] /= max(points, 1)
-        adam.ascend(policy.weights, grads)
+        costs, rights = [], []
+        order = rng.permutation(n) if batch < n else np.arange(n)
+        for start in range(0, n, batch):
+            if settings.deadline is not None and time.monotonic() > settings.deadline:
+                break
+            chunk = order[start : start + batch]
+            grads, points, chunk_costs = _batch_gradient(episode, chunk, policy, settings, lam, rng, rights, tick)
+            costs += chunk_costs
+            adam.ascend(policy.weights, {node: g / max(points, 1) for node, g in grads.items()})
+            lam = max(0.0, lam + settings.lambda_lr * len(chunk) / n * (float(np.mean(chunk_costs)) - settings.target))
+        if not costs:
+            break
         cost, accuracy = float(np.mean(costs)), float(np.mean(rights))
-        lam = max(0.0, lam + settings.lambda_lr * (cost - settings.target))
         row = {"epoch": epoch + 1, "accuracy": round(accuracy, 4), "cost": round(cost, 4), "reward": round(accuracy - lam * cost, 4), "lambda": round(lam, 4)}
         curve.append(row)
         progress(row)
     policy.training["lambda"] = round(lam, 4)
     return policy, curve
+
+
+def _batch_gradient(episode: EpisodeFn, chunk, policy: Policy, settings: Settings, lam: float, rng: np.random.Generator,
+                    rights: list[float], tick: Callable[[], None]) -> tuple[dict[str, np.ndarray], int, list[float]]:
+    grads = {node: np.zeros_like(w) for node, w in policy.weights.items()}
+    costs, points = [], 0
+    for i in chunk:
+        main = episode(int(i), sampler(policy, rng, settings.explore))
+        costs.append(main.cost)
+        rights.append(float(main.correct))
+        for m in _branch_points(main.decisions, policy, settings, rng):
+            node, x, _ = main.decisions[m]
+            prefix = [a for _, _, a in main.decisions[:m]]
+            seed = int(rng.integers(1 << 31))
+            values = np.array([_value(episode(int(i), scripted(prefix + [a], _finisher(policy, settings, seed))), lam) for a in range(len(NODES[node]))])
+            _improve(grads, node, x, values, policy, settings)
+            points += 1
+        tick()
+    return grads, points, costs
+
+
+def _branch_points(decisions: list, policy: Policy, settings: Settings, rng: np.random.Generator) -> list[int]:
+    """Where to try every action: decisions the policy is least sure of (a
+    near-certain choice rarely changes by one update), never all the same."""
+    if not decisions:
+        return []
+    k = min(len(decisions), max(1, settings.rollouts - 1))
+    if settings.focus is None:
+        return list(rng.choice(len(decisions), size=k, replace=False))
+    weight = np.array([1.0 - float(policy.probs(node, x).max()) + settings.focus for node, x, _ in decisions])
+    return list(rng.choice(len(decisions), size=k, replace=False, p=weight / weight.sum()))
+
+
+def _finisher(policy: Policy, settings: Settings, seed: int) -> Choose:
+    # The deterministic policy finishing a branch revisits the same transcripts
+    # until the policy changes, and the cache answers; sampling learns more.
+    return deterministic(policy, 0.5) if settings.greedy_branches else sampler(policy, np.random.default_rng(seed), settings.explore)
+
+
+def _improve(grads: dict[str, np.ndarray], node: str, x: np.ndarray, values: np.ndarray, policy: Policy, settings: Settings) -> None:
+    """Move toward the actions that did best here (a soft greedy step of policy
+    iteration), as far as the choice matters: unlike the plain gradient
+    p x advantage it does not vanish where the policy has all but ruled an
+    action out. Plus an entropy bonus that keeps it exploring."""
+    p = policy.probs(node, x)
+    spread = float(values.max() - values.min())
+    if spread > 1e-9:
+        target = softmax_of((values - values.max()) / (settings.temperature * spread))
+        grads[node] += spread * np.outer(target - p, x)
+    h = -p * (np.log(p + 1e-12) + float(-(p * np.log(p + 1e-12)).sum()))
+    grads[node] += settings.entropy * np.outer(h, x)
 
 
 def _value(e: Episode, lam: float) -> float:
@@ -167,7 +200,7 @@ def evaluate(episode: EpisodeFn, n: int, policy: Policy, threshold: float) -> tu
     return float(np.mean([e.correct for e in episodes])), float(np.mean([e.cost for e in episodes]))
 
 
-def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds: int = 8) -> tuple[float, float, float]:
+def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds: int = 6) -> tuple[float, float, float]:
     """The threshold whose deterministic mean cost is closest to `target`
     without exceeding it where possible (bisection: cost rises with the
     threshold); returns (threshold, accuracy, cost)."""

@@ -108,6 +108,24 @@ def test_the_calibrated_policy_meets_the_cost_target_on_new_problems(trained):
     assert training.evaluate(fresh, 200, policy, 0.0)[1] < cost < training.evaluate(fresh, 200, policy, 1.0)[1]
 
 
+def test_updates_every_few_problems_learn_as_much_from_a_quarter_of_the_rollouts():
+    episode, kinds = synthetic(60)
+    target = best_cost(kinds) + 0.02
+    calls = [0]
+
+    def counted(i, choose):
+        calls[0] += 1
+        return episode(i, choose)
+
+    policy, _ = training.train(counted, 60, training.Settings(target=target, epochs=25, batch=10, seed=1))
+    # At most 25 epochs x 60 problems x (1 + 3 branch points x 3 actions): a quarter of the 100 epochs `trained` needs.
+    assert calls[0] <= 25 * 60 * 10
+    threshold, _, cost = training.calibrate(episode, 60, policy, target)
+    fresh, fresh_kinds = synthetic(200, seed=7)
+    accuracy, cost = training.evaluate(fresh, 200, policy, threshold)
+    assert cost <= best_cost(fresh_kinds) + 0.02 + 0.05 and accuracy >= 0.7
+
+
 def test_lambda_rises_while_the_policy_overspends():
     episode, kinds = synthetic(40, seed=3)
     _, curve = training.train(episode, 40, training.Settings(target=0.2, epochs=30, seed=2))
@@ -163,7 +181,7 @@ def pair(tiny_small, smollm2_path):
 def policy_file(tmp_path_factory, tiny_small, smollm2_path):
     out = tmp_path_factory.mktemp("policy")
     args = ["policy", "train", "--data", "tests/data/math_sample.jsonl", "--limit", "3", "--target-cost", "0.6", "--cost-unit", "decode",
-            "--epochs", "2", "--rollouts", "2", "-o", str(out / "p.json"), "--work", str(out / "work"), "--json", *pair(tiny_small, smollm2_path)]
+            "--epochs", "2", "--rollouts", "2", "--batch", "2", "-o", str(out / "p.json"), "--work", str(out / "work"), "--json", *pair(tiny_small, smollm2_path)]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.stderr
     again = runner.invoke(app, args)  # every outcome is in the cache now
@@ -173,7 +191,7 @@ def policy_file(tmp_path_factory, tiny_small, smollm2_path):
 def test_policy_train_writes_a_validated_file_and_its_curve(policy_file):
     path, report, again = policy_file
     policy = load(path)
-    assert report["n"] == 3 and len(policy.training["curve"]) == 2 and 0.0 <= policy.threshold <= 1.0
+    assert report["n"] == 3 and report["batch"] == 2 and len(policy.training["curve"]) == 2 and 0.0 <= policy.threshold <= 1.0
     assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert report["outcomes_computed"] > 0 and again["outcomes_computed"] == 0  # resumed from the cache, nothing recomputed
 

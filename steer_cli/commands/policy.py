@@ -24,7 +24,8 @@ def train(
     limit: Annotated[int, typer.Option("--limit", help="Training problems to use.")] = 300,
     epochs: Annotated[int, typer.Option("--epochs", help="Passes of policy-gradient updates.")] = 40,
     rollouts: Annotated[int, typer.Option("--rollouts", help="Rollouts per problem and epoch: one sampled, the rest branch points (2 or more).")] = 4,
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Start no epoch after this many minutes (the threshold is still calibrated and the file written).")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Problems per policy update (default: all of them, one update per epoch); smaller learns more from the same rollouts.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Start no further batch of problems after this many minutes (the threshold is still calibrated and the file written).")] = None,
     cost_unit: common.CostUnit = None,
     work: Annotated[Optional[Path], typer.Option("--work", help="Where the cache of engine outcomes lives (reused on rerun); default STEER_HOME/policy.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
@@ -51,8 +52,8 @@ def train(
 
         if not 0.0 < target_cost <= 1.5:
             raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1.5]", "pass a fraction of the large model's cost, like 0.6")
-        if epochs < 1 or rollouts < 2:
-            raise common.UsageError("--epochs must be 1 or more and --rollouts 2 or more", "e.g. --epochs 40 --rollouts 4")
+        if epochs < 1 or rollouts < 2 or (batch is not None and batch < 1):
+            raise common.UsageError("--epochs and --batch must be 1 or more and --rollouts 2 or more", "e.g. --epochs 40 --rollouts 4 --batch 10")
         if output.is_dir():
             raise common.UsageError(f"-o {output} is a directory", "pass a file path such as policy.json")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, 0.0, seed)
@@ -76,17 +77,26 @@ def train(
         def episode(i, choose):
             return env.episode(items[i].question, golds[i], choose)
 
-        with ui.Counter("policy training (epochs)", epochs, quiet=quiet, transient=True) as bar:
+        with ui.Counter("policy training (problem-epochs)", epochs * n, quiet=quiet, every=max(1, n // 10), transient=True) as bar:
             deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed, deadline=deadline)
-            policy, curve = training.train(episode, n, settings, progress=lambda row: bar.update(row["epoch"], f"acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · {env.computed} computed"))
+            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed, deadline=deadline, batch=batch)
+            done, note = [0], [""]
+
+            def tick() -> None:
+                done[0] += 1
+                bar.update(done[0], f"{note[0]}{env.computed} outcomes computed")
+
+            def epoch_done(row: dict) -> None:
+                note[0] = f"epoch {row['epoch']}: acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · "
+
+            policy, curve = training.train(episode, n, settings, progress=epoch_done, tick=tick)
         threshold, accuracy, cost = training.calibrate(episode, n, policy, target_cost)
         policy.threshold = threshold
         policy.models = {"small": common.identity(engines[0]), "large": common.identity(engines[1])}
         policy.model_names = {"small": engines[0].name, "large": engines[1].name}
         seconds = time.perf_counter() - started
         policy.training.update({
-            "unit": unit, "target_cost": target_cost, "data": data, "n": n, "epochs": epochs, "rollouts": rollouts,
+            "unit": unit, "target_cost": target_cost, "data": data, "n": n, "epochs": epochs, "rollouts": rollouts, "batch": batch or n,
             "epochs_run": len(curve), "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(seconds, 1),
             "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
         })
