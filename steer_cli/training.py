@@ -101,8 +101,8 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
           progress: Callable[[dict], None] = lambda row: None, tick: Callable[[], None] = lambda: None) -> tuple[Policy, list[dict]]:
     """Policy improvement on the Lagrangian with branched rollouts ("vine"
     sampling, as deterministic greedy decoding allows): per problem, one
-    sampled rollout, then at `rollouts - 1` of its decisions (drawn where the
-    policy is least sure) every action is tried and the rest rolled out, so
+    sampled rollout, then at `rollouts - 1` of its decisions (`_branch_points`)
+    every action is tried and the rest rolled out, so
     the branches differ by that action alone and revisit cached transcripts.
     A terminal, all-or-nothing reward (is the answer right?) needs this: a
     single rollout rarely shows which step made the difference. Updates come
@@ -158,8 +158,9 @@ def _batch_gradient(episode: EpisodeFn, chunk, policy: Policy, settings: Setting
 
 
 def _branch_points(decisions: list, policy: Policy, settings: Settings, rng: np.random.Generator) -> list[int]:
-    """Where to try every action: decisions the policy is least sure of (a
-    near-certain choice rarely changes by one update), never all the same."""
+    """Where to try every action: distinct decisions drawn uniformly, or with
+    `focus` weighted toward those the policy is least sure of (on the synthetic
+    process that did not help, so it is off by default)."""
     if not decisions:
         return []
     k = min(len(decisions), max(1, settings.rollouts - 1))
