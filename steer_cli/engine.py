@@ -434,11 +434,12 @@ class LlamaEngine:
 
     def embed_prompt(self, problem: str) -> np.ndarray:
         """Hidden state of the rendered problem (mean and last token), from a context of
-        its own (P(IK)'s input); its prefill is counted on this engine."""
+        its own on these weights (P(IK)'s input); its prefill is counted on this engine."""
         if self._embedded is None:
             from steer_cli.pik import Embedded
 
-            self._embedded = Embedded(self, self.options.n_threads or physical_cores())
+            self._ensure_weights()
+            self._embedded = Embedded(self, self._llm, self.options.n_threads or physical_cores())
         return self._embedded(problem)
 
     def next_token(self) -> NextToken:

@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,37 +32,44 @@ EXTRAS = ("log_question_chars", "numbers_in_question")
 
 
 class PromptEmbedder:
-    """The last hidden state at every token of a token list, from its own
-    llama.cpp context in embeddings mode (weights are mmap'd, so shared with
-    the generation context's in memory), pooled two ways: the mean over the
-    question, and the last token's (the state right before answering)."""
+    """The last hidden state at every token of a token list, pooled two ways:
+    the mean over the question, and the last token's (the state right before
+    answering). It runs in a second llama.cpp context, in embeddings mode, on
+    the generation handle's own loaded weights: no second copy in memory."""
 
-    def __init__(self, path: Path, n_threads: int, n_ctx: int = 2048) -> None:
-        self.path, self.n_threads, self.n_ctx = path, n_threads, n_ctx
-        self._llm: Llama | None = None
+    def __init__(self, llm: Llama, n_threads: int, n_ctx: int = 2048) -> None:
+        self.llm, self.n_threads, self.n_ctx = llm, n_threads, n_ctx
+        self._ctx: Any = None
+        self._batch: Any = None
 
-    def _open(self) -> Llama:
-        if self._llm is None:
+    def _open(self) -> None:
+        if self._ctx is None:
             import llama_cpp
+            from llama_cpp._internals import LlamaBatch, LlamaContext
 
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
-                n_ctx=self.n_ctx, n_batch=self.n_ctx, n_ubatch=self.n_ctx, n_threads=self.n_threads,
-                n_threads_batch=self.n_threads, verbose=False,
-            )
-        return self._llm
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx = params.n_batch = params.n_ubatch = self.n_ctx
+            params.n_threads = params.n_threads_batch = self.n_threads
+            params.embeddings = True
+            params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
+            # As llama-cpp-python's own embeddings handle (what the shipped
+            # classifiers were trained on): flash attention's sums differ.
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            # llama-cpp-python frees this context before the model it shares.
+            self._ctx = LlamaContext(model=self.llm._model, params=params, verbose=False)
+            self._batch = LlamaBatch(n_tokens=self.n_ctx, embd=0, n_seq_max=1, verbose=False)
 
     def embed(self, tokens: list[int]) -> np.ndarray:
         """[mean of the token states, the last token's state]."""
         import llama_cpp
 
-        llm = self._open()
+        self._open()
         tokens = tokens[: self.n_ctx]
-        llm._ctx.kv_cache_clear()
-        llm._batch.set_batch(batch=tokens, n_past=0, logits_all=True)
-        llm._ctx.decode(llm._batch)
-        ptr = llama_cpp.llama_get_embeddings(llm._ctx.ctx)
-        states = np.ctypeslib.as_array(ptr, shape=(len(tokens), llm.n_embd())).astype(np.float64)
+        self._ctx.kv_cache_clear()
+        self._batch.set_batch(batch=tokens, n_past=0, logits_all=True)
+        self._ctx.decode(self._batch)
+        ptr = llama_cpp.llama_get_embeddings(self._ctx.ctx)
+        states = np.ctypeslib.as_array(ptr, shape=(len(tokens), self.llm.n_embd())).astype(np.float64)
         return np.concatenate([states.mean(axis=0), states[-1]])
 
 
@@ -224,9 +231,9 @@ class Embedded:
     """Embeds a LlamaEngine's rendered prompt and books the work on that
     engine's counters (the pass is real prefill the user pays for)."""
 
-    def __init__(self, engine, n_threads: int) -> None:
+    def __init__(self, engine, llm: Llama, n_threads: int) -> None:
         self.engine = engine
-        self.embedder = PromptEmbedder(engine.path, n_threads, n_ctx=engine.options.n_ctx)
+        self.embedder = PromptEmbedder(llm, n_threads, n_ctx=engine.options.n_ctx)
 
     def __call__(self, question: str) -> np.ndarray:
         tokens = self.engine.render_prompt(question)

@@ -76,3 +76,27 @@ def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_sma
     out.write_text(json.dumps(raw))
     bad = runner.invoke(app, [*ask])
     assert bad.exit_code == 2 and "altered" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_the_embedding_runs_on_the_generation_weights_and_leaves_generation_alone(smollm2_path):
+    """P(IK)'s pass shares the loaded model (no second copy of the weights), gives what
+    a separate embeddings-mode load of the same file gives, and the generation
+    context's next token is the same after it as before."""
+    import llama_cpp
+
+    from steer_cli.engine import LlamaEngine, LoadOptions
+
+    engine = LlamaEngine("s", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    engine.start("What is 6 times 7?")
+    before = engine.next_token()
+    vector = engine.embed_prompt("What is 6 times 7?")
+    assert engine.next_token() == before
+    assert engine._embedded.embedder._ctx.model is engine._llm._model
+    alone = llama_cpp.Llama(model_path=str(smollm2_path), embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+                            n_ctx=512, n_batch=512, n_ubatch=512, n_threads=1, verbose=False)
+    tokens = engine.render_prompt("What is 6 times 7?")
+    alone._batch.set_batch(batch=tokens, n_past=0, logits_all=True)
+    alone._ctx.decode(alone._batch)
+    states = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings(alone._ctx.ctx), shape=(len(tokens), alone.n_embd()))
+    expected = np.concatenate([states.mean(axis=0), states[-1]])
+    assert vector.shape == expected.shape and np.allclose(vector, expected, rtol=1e-4, atol=1e-4)
