@@ -12,7 +12,8 @@ An episode replays the solver's step loop (same step writer, limits, loop
 guard, answer extraction) with the policy's actions, and prices it as the
 solver's counters would: each tier reads (prefill) what it has not yet read
 before it acts, decodes what it writes, and scores a draft it verifies.
-Relative cost divides by the top tier alone in the chosen unit (units.py).
+Relative cost divides by the top tier solving the same problem alone (every
+step escalated), in the chosen unit (units.py): what eval measures against.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class TreeEnv:
         self.cache_path = cache
         self.cache: dict[str, Any] = {}
         self.computed = 0  # outcomes computed by the engines (the rest came from the cache)
+        self._reference: dict[str, float] = {}  # problem -> the top tier's cost alone
         if cache is not None and cache.exists():
             for line in cache.read_text(encoding="utf-8").splitlines():
                 try:
@@ -172,6 +174,13 @@ class TreeEnv:
     # -- one episode --------------------------------------------------------------
     def episode(self, problem: str, gold: str | None, choose: Callable[[str, Trace], int]) -> Episode:
         """One routed solution with `choose(node, trace) -> action index`."""
+        run = self._play(problem, choose)
+        answer = extract_answer("".join(s.text for s in run.steps), last_number=run.finish == "eos")
+        correct = gold is not None and answers_match(answer, gold)
+        return Episode(correct, self._spent(run.ledger) / self._alone(problem), run.decisions, answer, len(run.steps),
+                       sum(w > 0 for w in run.writers), run.verified)
+
+    def _play(self, problem: str, choose: Callable[[str, Trace], int]) -> _Run:
         run = _Run(problem, [len(t.render_prompt(problem)) for t in self.tiers], _Ledger(len(self.tiers)), choose)
         for index in range(self.limits.max_steps):
             step, writer = self._step(run, index)
@@ -184,10 +193,7 @@ class TreeEnv:
             if step.finish in ENDS:
                 run.finish = step.finish
                 break
-        answer = extract_answer("".join(s.text for s in run.steps), last_number=run.finish == "eos")
-        correct = gold is not None and answers_match(answer, gold)
-        return Episode(correct, self._relative(run.ledger, run.prompts[-1], run.steps), run.decisions, answer, len(run.steps),
-                       sum(w > 0 for w in run.writers), run.verified)
+        return run
 
     def _step(self, run: _Run, index: int) -> tuple[Written | None, int]:
         """The policy's choices for one step and the step they produce (None: the
@@ -237,7 +243,16 @@ class TreeEnv:
         ledger.read[0] = len(steps) + 1
         return "accept"
 
-    def _relative(self, ledger: _Ledger, top_prompt: int, steps: list[Written]) -> float:
-        spent = sum(units.spend(r, ledger.prefill[i], ledger.decoded[i], ledger.scored[i]) for i, r in enumerate(self.rates))
-        reference = units.alone(self.rates[-1], top_prompt, sum(s.read_tokens[-1] for s in steps))
-        return spent / reference if reference else 0.0
+    def _spent(self, ledger: _Ledger) -> float:
+        return sum(units.spend(r, ledger.prefill[i], ledger.decoded[i], ledger.scored[i]) for i, r in enumerate(self.rates))
+
+    def _alone(self, problem: str) -> float:
+        """What the user would otherwise run: the top tier solving the problem
+        alone (its every step escalated; only its own reading and writing
+        priced), the reference eval measures too. Cached with the outcomes."""
+        if problem not in self._reference:
+            run = self._play(problem, lambda node, trace: 1 if node == "pre" else 0)
+            ledger = run.ledger
+            spent = units.spend(self.rates[-1], ledger.prefill[-1], ledger.decoded[-1], ledger.scored[-1])
+            self._reference[problem] = spent or 1.0
+        return self._reference[problem]

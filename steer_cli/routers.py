@@ -412,6 +412,13 @@ def fill(route: Route, defaults) -> Route:
     return Route(route.router, threshold, route.signal or defaults.signals.get(route.router) or default_signal(route.router), route.pik)
 
 
+def policy_threshold(name: str, given: float | None, defaults, policy) -> float | None:
+    """A policy route's threshold: as given, else calibrated (models.yaml), else the policy file's own."""
+    if name != "policy" or given is not None or policy is None or "policy" in defaults.thresholds:
+        return given
+    return policy.threshold
+
+
 def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:
     """Build a router by name; `threshold`/`signal` None take the router's defaults."""
     entry = spec(name)

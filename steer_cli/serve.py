@@ -68,6 +68,7 @@ class Server:
     api_key: str | None = None
     counters: Counters = field(default_factory=Counters)
     meter: Any = None  # units.Meter: the cost unit and machine profiles
+    policy: Any = None  # a loaded routing policy for `policy` routes
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # one solve at a time on these engines
@@ -77,6 +78,7 @@ class Server:
     # -- requests -------------------------------------------------------------
     def parse(self, body: Any) -> Request:
         from steer_cli import evaluate as ev
+        from steer_cli.routers import policy_threshold
 
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
@@ -94,8 +96,9 @@ class Server:
             raise ApiError(400, "'model' must be a string naming a route, e.g. steer or trim:verify@0.8")
         try:
             (route,) = ev.parse_configs(name)
+            route = replace(route, threshold=policy_threshold(route.router, route.threshold, self.defaults, self.policy))
             route = ev.fill(ev.with_pik(route, self.pik, self.defaults), self.defaults)
-            route.build(pik=self.pik)
+            route.build(pik=self.pik, policy=self.policy)
         except (SteerError, ValueError) as exc:
             raise ApiError(404, f"unknown model {name!r}: {exc}", code="model_not_found") from None
         return Request(problem.strip(), route, _number(body, "max_tokens", int, 1, 1 << 20), _number(body, "temperature", float, 0.0, 5.0),
@@ -127,7 +130,7 @@ class Server:
         with self._lock:
             self._sampling(request)
             limits = self.limits if request.max_tokens is None else replace(self.limits, max_tokens=request.max_tokens)
-            solver = Solver(self.engines, request.route.build(request.seed or 0, self.pik), limits, self.budget, self.meter)
+            solver = Solver(self.engines, request.route.build(request.seed or 0, self.pik, self.policy), limits, self.budget, self.meter)
             stream = solver.solve(request.problem)
             try:
                 for event in stream:
@@ -224,9 +227,10 @@ def create_app(server: Server):
 
     @app.get("/v1/models")
     async def models() -> dict:
-        from steer_cli.routers import ROUTERS, Route, fill
+        from steer_cli.routers import ROUTERS, Route, fill, policy_threshold
 
-        routes = [fill(Route(name), server.defaults).label for name in ROUTERS]
+        runnable = [name for name in ROUTERS if name != "policy" or server.policy is not None]  # a policy route needs --policy
+        routes = [fill(Route(name, policy_threshold(name, None, server.defaults, server.policy)), server.defaults).label for name in runnable]
         return {"object": "list", "data": [{"id": r, "object": "model", "created": 0, "owned_by": "steer"} for r in routes]}
 
     @app.post("/v1/chat/completions")

@@ -101,10 +101,9 @@ def test_the_calibrated_policy_meets_the_cost_target_on_new_problems(trained):
     policy, curve, episode, kinds, target = trained
     threshold, accuracy, cost = training.calibrate(episode, 60, policy, target)
     assert cost <= target + 1e-9 and accuracy >= 0.75  # the best policy: 100% at best_cost = target - 0.02
-    fresh, fresh_kinds = synthetic(200, seed=7)
-    accuracy, cost = training.evaluate(fresh, 200, policy, threshold)
-    assert cost <= best_cost(fresh_kinds) + 0.02 + 0.05 and accuracy >= 0.7
+    cost = meets_the_target_on_fresh_problems(policy, threshold)
     # Never-escalate and always-escalate are the two ends it sits between.
+    fresh, _ = synthetic(200, seed=7)
     assert training.evaluate(fresh, 200, policy, 0.0)[1] < cost < training.evaluate(fresh, 200, policy, 1.0)[1]
 
 
@@ -120,10 +119,16 @@ def test_updates_every_few_problems_learn_as_much_from_a_quarter_of_the_rollouts
     policy, _ = training.train(counted, 60, training.Settings(target=target, epochs=25, batch=10, seed=1))
     # At most 25 epochs x 60 problems x (1 + 3 branch points x 3 actions): a quarter of the 100 epochs `trained` needs.
     assert calls[0] <= 25 * 60 * 10
-    threshold, _, cost = training.calibrate(episode, 60, policy, target)
+    threshold, _, _ = training.calibrate(episode, 60, policy, target)
+    meets_the_target_on_fresh_problems(policy, threshold)
+
+
+def meets_the_target_on_fresh_problems(policy, threshold) -> float:
+    """200 problems never trained on: cost within 0.05 of the calibrated target, >= 70% right; returns the cost."""
     fresh, fresh_kinds = synthetic(200, seed=7)
     accuracy, cost = training.evaluate(fresh, 200, policy, threshold)
     assert cost <= best_cost(fresh_kinds) + 0.02 + 0.05 and accuracy >= 0.7
+    return cost
 
 
 def test_lambda_rises_while_the_policy_overspends():
@@ -214,6 +219,8 @@ def test_the_solver_follows_the_path_the_policy_trained_on(policy_file, tiny_sma
         result = next(e.result for e in solver.solve(problem) if isinstance(e, Solved))
         assert result.answer == episode.answer and len(result.steps) == episode.steps
         assert sum(s.tier > 0 for s in result.steps) == episode.escalated
+        # The cost is relative to what the user would otherwise run: the large model alone, every step its own.
+        assert env.episode(problem, "4", lambda node, trace: 1 if node == "pre" else 0).cost == pytest.approx(1.0)
 
 
 def test_ask_routes_with_the_policy_and_refuses_a_mismatched_pair(policy_file, tiny_small, smollm2_path):
@@ -227,3 +234,41 @@ def test_ask_routes_with_the_policy_and_refuses_a_mismatched_pair(policy_file, t
     assert r.exit_code == 2 and "reads no policy file" in r.stderr
     r = runner.invoke(app, ["ask", "--router", "policy", "2+2?"])
     assert r.exit_code == 2 and "--policy FILE" in r.stderr
+
+
+def test_serve_routes_with_the_policy_and_refuses_a_mismatched_pair(policy_file, tiny_small, smollm2_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path = str(policy_file[0])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = [sys.executable, "-m", "steer_cli", "serve", "--policy", path, "--cost-unit", "decode"]
+    swapped = subprocess.run([*serve, "--small", str(smollm2_path), "--large", str(tiny_small), "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert swapped.returncode == 2 and "the policy was trained for" in swapped.stderr and len(swapped.stderr.strip().splitlines()) == 1
+    proc = subprocess.Popen([*serve, "--port", str(port), *pair(tiny_small, smollm2_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        ask = {"messages": [{"role": "user", "content": "What is 7 times 6?"}], "temperature": 0}
+        routed = httpx.post(f"{base}/v1/chat/completions", json={**ask, "model": "policy"}, timeout=60)
+        assert routed.status_code == 200, routed.text
+        body = routed.json()
+        assert body["model"] == f"policy@{load(path).threshold:g}" and body["steer"]["steps"] and body["steer"]["cost"]["relative_cost"] > 0
+        assert httpx.post(f"{base}/v1/chat/completions", json={**ask, "model": "policy@0.9"}, timeout=60).status_code == 200
+        listed = [m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]]
+        assert f"policy@{load(path).threshold:g}" in listed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

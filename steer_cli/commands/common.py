@@ -187,7 +187,7 @@ def route(router: str | None, threshold: float | None, signal: str | None, defau
     """The route ask/batch run: what the user named, the rest from models.yaml;
     refused before any model loads if it cannot run (an option the router does
     not read included). `pik` is a loaded P(IK) file, if one was given."""
-    from steer_cli.routers import ROUTER_SIGNALS, THRESHOLDED, Route, fill
+    from steer_cli.routers import ROUTER_SIGNALS, THRESHOLDED, Route, fill, policy_threshold
 
     name = router or defaults.router
     if (pik is not None or pik_threshold is not None) and name != "cascade":
@@ -204,13 +204,6 @@ def route(router: str | None, threshold: float | None, signal: str | None, defau
     chosen = fill(Route(name, threshold, signal, pik_default(pik, pik_threshold, defaults)), defaults)
     chosen.build(pik=pik, policy=policy)  # validates router, signal, thresholds and the policy now
     return chosen
-
-
-def policy_threshold(name: str, given: float | None, defaults, policy) -> float | None:
-    """The policy's threshold: as given, else calibrated (models.yaml), else the file's own."""
-    if name != "policy" or given is not None or policy is None or "policy" in defaults.thresholds:
-        return given
-    return policy.threshold
 
 
 def load_policy(path: Path | None):

@@ -19,6 +19,7 @@ def serve(
     max_queue: Annotated[int, typer.Option("--max-queue", help="Requests that may wait for the engines; more get 429.")] = 8,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds one request may take.")] = 300.0,
     pik: common.Pik = None,
+    policy: common.PolicyFile = None,
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
@@ -53,13 +54,15 @@ def serve(
         unit = common.cost_unit(cost_unit, registry.defaults)
         caps = common.budget(max_large_tokens, budget, registry.defaults, unit)
         classifier = common.load_pik(pik)
+        trained = common.load_policy(policy)
         engines = engine_args.engines(registry)
         common.check_pik(classifier, engines)
+        common.check_policy(trained, engines)
         for engine in engines:  # load the weights now, not on the first request
             engine.start("warm up")
             engine.next_token()
         costing = common.meter(engines, unit, measure=caps.relative is not None and unit == "time")
-        server = Server(engines, registry.defaults, limits, caps, classifier, max_queue, timeout, key, meter=costing)
+        server = Server(engines, registry.defaults, limits, caps, classifier, max_queue, timeout, key, meter=costing, policy=trained)
         import uvicorn
 
         print(f"steer: serving {', '.join(e.name for e in engines)} on http://{host}:{port}/v1 (Ctrl-C stops)", file=sys.stderr)
