@@ -10,8 +10,11 @@
    for every row) against plain prefill of the same tokens (logits for the
    last row only) and against decoding it. Target: scoring/prefill >= 0.70.
 5. Memory target: peak RSS <= model files + KV caches + 300 MiB.
+6. P(IK)'s embedding pass on the small model: peak RSS and time of steer's
+   context on the generation handle's weights against a second load of the
+   file in embeddings mode (what steer did before).
 
-    python benchmarks/engine.py [--tokens 128] [--problems 3]
+    python benchmarks/engine.py [--tokens 128] [--problems 3] [--only pik]
 
 Each phase runs in its own process so one model's pages do not count in
 another phase's RSS.
@@ -99,6 +102,48 @@ def _verify(path: str, n: int, threads: int) -> dict:
     return {"tokens": len(pieces), "scored": len(scored), "decode_s": decode_s, "score_s": min(score_s), "prefill_s": min(prefill_s)}
 
 
+QUESTION = "Janet's ducks lay 16 eggs per day. She eats three for breakfast and bakes muffins with four. How many are left to sell?"
+
+
+def _pik(path: str, how: str, threads: int) -> dict:
+    """Peak RSS after one generation step, then after embedding the question
+    `shared` (steer's way) or in a `separate` load; the second pass is timed."""
+    import numpy as np
+
+    from steer_cli.engine import LlamaEngine, LoadOptions
+
+    engine = LlamaEngine("small", path, LoadOptions(n_threads=threads))
+    engine.start(QUESTION)
+    engine.next_token()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if how == "shared":
+        embed = engine.embed_prompt
+    else:
+        import llama_cpp
+
+        llm = llama_cpp.Llama(model_path=path, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE, n_ctx=4096,
+                              n_batch=4096, n_ubatch=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+        def embed(question: str) -> np.ndarray:
+            tokens = engine.render_prompt(question)
+            llm._ctx.kv_cache_clear()
+            llm._batch.set_batch(batch=tokens, n_past=0, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            return np.ctypeslib.as_array(llama_cpp.llama_get_embeddings(llm._ctx.ctx), shape=(len(tokens), llm.n_embd())).copy()
+    embed(QUESTION)
+    started = time.perf_counter()
+    embed(QUESTION)
+    return {"rss_before": before, "rss_after": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "embed_s": time.perf_counter() - started}
+
+
+def _pik_report(path: str, threads: int) -> str:
+    lines = ["P(IK) embedding pass, small model:"]
+    for how, what in (("shared", "a context on the generation handle's weights (steer)"), ("separate", "a second load of the file (before)")):
+        r = _phase(["pik", path, how, str(threads)])
+        lines.append(f"  {what}: peak RSS {r['rss_before'] / 2**20:.0f} -> {r['rss_after'] / 2**20:.0f} MiB, {r['embed_s'] * 1000:.0f} ms per question")
+    return "\n".join(lines)
+
+
 def _routed(problems: int, threshold: float) -> dict:
     from steer_cli.datasets import load
     from steer_cli.routers import make_router
@@ -150,11 +195,15 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--phase", nargs="*")
+    ap.add_argument("--only", choices=["pik"], help="run one phase only")
     args = ap.parse_args()
     if args.phase:
         kind, *rest = args.phase
-        fn = {"steer": _decode_steer, "plain": _decode_plain, "verify": _verify}.get(kind)
-        result = fn(rest[0], int(rest[1]), int(rest[2])) if fn else _routed(int(rest[0]), float(rest[1]))
+        if kind == "pik":
+            result = _pik(rest[0], rest[1], int(rest[2]))
+        else:
+            fn = {"steer": _decode_steer, "plain": _decode_plain, "verify": _verify}.get(kind)
+            result = fn(rest[0], int(rest[1]), int(rest[2])) if fn else _routed(int(rest[0]), float(rest[1]))
         print(json.dumps(result))
         return
 
@@ -163,6 +212,9 @@ def main() -> None:
 
     small_path = str(build_tiers()[0].path)
     threads = physical_cores()
+    if args.only == "pik":
+        print(_pik_report(small_path, threads))
+        return
     rates: dict[str, list[float]] = {"steer": [], "plain": []}
     for _ in range(args.reps):  # interleaved so drift hits both alike
         for kind in ("plain", "steer"):
@@ -182,6 +234,7 @@ def main() -> None:
 
     routed = _routed_report(args.problems, args.threshold)
     print(routed)
+    print(_pik_report(small_path, threads))
 
 
 def _routed_report(problems: int, threshold: float) -> str:

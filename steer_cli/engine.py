@@ -183,6 +183,7 @@ class LlamaEngine:
         self.stop = "\n\n"
         self.price: Any = None
         self._rng = np.random.default_rng(self.options.seed)
+        self._loaded_sampling = (self.options.temperature, self.options.seed)  # what a request's None restores
         self._llm: Llama = self._open(vocab_only=True)
         self._weights_loaded = False
         self._pieces: dict[int, bytes] = {}
@@ -426,8 +427,6 @@ class LlamaEngine:
 
     def set_sampling(self, temperature: float | None, seed: int | None) -> None:
         """Per-request sampling (serve); None keeps the value the engine was loaded with."""
-        if not hasattr(self, "_loaded_sampling"):
-            self._loaded_sampling = (self.options.temperature, self.options.seed)
         t, s = self._loaded_sampling
         self.options.temperature = t if temperature is None else temperature
         self._rng = np.random.default_rng(s if seed is None else seed)

