@@ -107,14 +107,15 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
     A terminal, all-or-nothing reward (is the answer right?) needs this: a
     single rollout rarely shows which step made the difference. Updates come
     every `batch` problems; lambda moves with each batch's cost. Returns the
-    policy and its curve (per epoch: accuracy, cost, reward, lambda);
-    `tick` is called after each problem's rollouts."""
+    policy and its curve (per epoch: accuracy, cost, reward, lambda; per
+    update in `policy.training["updates"]`); `tick` is called after each
+    problem's rollouts."""
     rng = np.random.default_rng(settings.seed)
     policy = policy or prior()
     adam = _Adam({k: w.shape for k, w in policy.weights.items()}, settings.lr)
     lam = settings.initial_lambda
     batch = min(settings.batch or n, n)
-    curve = []
+    curve, updates = [], []  # per epoch; per update (a run shorter than an epoch still has a curve)
     for epoch in range(settings.epochs):
         if settings.deadline is not None and time.monotonic() > settings.deadline:
             break
@@ -128,6 +129,8 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
             costs += chunk_costs
             adam.ascend(policy.weights, {node: g / max(points, 1) for node, g in grads.items()})
             lam = max(0.0, lam + settings.lambda_lr * len(chunk) / n * (float(np.mean(chunk_costs)) - settings.target))
+            updates.append({"problems": epoch * n + start + len(chunk), "accuracy": round(float(np.mean(rights[-len(chunk):])), 4),
+                            "cost": round(float(np.mean(chunk_costs)), 4), "lambda": round(lam, 4)})
         if not costs:
             break
         cost, accuracy = float(np.mean(costs)), float(np.mean(rights))
@@ -135,6 +138,7 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
         curve.append(row)
         progress(row)
     policy.training["lambda"] = round(lam, 4)
+    policy.training["updates"] = updates
     return policy, curve
 
 

@@ -197,6 +197,7 @@ def test_policy_train_writes_a_validated_file_and_its_curve(policy_file):
     path, report, again = policy_file
     policy = load(path)
     assert report["n"] == 3 and report["batch"] == 2 and len(policy.training["curve"]) == 2 and 0.0 <= policy.threshold <= 1.0
+    assert [u["problems"] for u in policy.training["updates"]] == [2, 3, 5, 6]  # an update every 2 problems, 2 epochs of 3
     assert path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert report["outcomes_computed"] > 0 and again["outcomes_computed"] == 0  # resumed from the cache, nothing recomputed
 

@@ -101,7 +101,7 @@ def train(
             "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
         })
         policy.save(output)
-        png = _plot(curve, output.with_suffix(".png"), unit, target_cost)
+        png = _plot(policy.training["updates"], output.with_suffix(".png"), unit, target_cost, n)
         _report(policy, output, png, as_json)
 
 
@@ -122,7 +122,9 @@ def _env(engines, limits, meter, work: Path | None):
     return TreeEnv(engines, limits, [meter.rates(e) for e in engines], cache)
 
 
-def _plot(curve: list[dict], path: Path, unit: str, target: float) -> Path | None:
+def _plot(updates: list[dict], path: Path, unit: str, target: float, n: int) -> Path | None:
+    """Accuracy and cost of each update's sampled rollouts against problems
+    seen (an epoch is `n` of them), with λ on the right axis."""
     try:
         import matplotlib
 
@@ -130,14 +132,14 @@ def _plot(curve: list[dict], path: Path, unit: str, target: float) -> Path | Non
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    epochs = [row["epoch"] for row in curve]
+    seen = [row["problems"] / n for row in updates]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    ax.plot(epochs, [row["accuracy"] for row in curve], label="accuracy (sampled rollouts)")
-    ax.plot(epochs, [row["cost"] for row in curve], label=f"relative cost ({unit})")
+    ax.plot(seen, [row["accuracy"] for row in updates], marker=".", label="accuracy (sampled rollouts of the update)")
+    ax.plot(seen, [row["cost"] for row in updates], marker=".", label=f"relative cost ({unit})")
     ax.axhline(target, color="grey", linestyle=":", label=f"target cost {target:g}")
     ax2 = ax.twinx()
-    ax2.plot(epochs, [row["lambda"] for row in curve], color="tab:red", alpha=0.5, label="λ (right axis)")
-    ax.set_xlabel("epoch")
+    ax2.plot(seen, [row["lambda"] for row in updates], color="tab:red", alpha=0.5, label="λ (right axis)")
+    ax.set_xlabel(f"epochs (passes over the {n} training problems)")
     ax.set_title("policy training")
     ax.grid(alpha=0.3)
     lines = ax.get_legend_handles_labels()
