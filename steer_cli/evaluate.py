@@ -87,7 +87,7 @@ class Bench:
 
     def resolve(self, config: Route) -> Route:
         """The configuration with the defaults it would run with filled in."""
-        return fill(config, self.defaults)
+        return fill(config, self.defaults, self.policy)
 
     def path(self, config: Route) -> Path:
         config = self.resolve(config)

@@ -399,24 +399,22 @@ class Route:
         return router
 
 
-def fill(route: Route, defaults) -> Route:
+def fill(route: Route, defaults, policy: Policy | None = None) -> Route:
     """`route` with what was left unnamed taken from models.yaml's defaults
-    (then the router's own), so a label always says what actually ran."""
+    (then, for a policy route, the policy file's calibrated threshold; then the
+    router's own), so a label always says what actually ran."""
     if route.router in ("small", "large"):
         return Route(route.router)
     if route.pik is not None and route.router != "cascade":
         raise UsageError(f"router {route.router} does not read P(IK)", "use +pik with cascade only, e.g. cascade@0.999+pik@0.2")
     threshold = route.threshold
     if threshold is None:
-        threshold = defaults.thresholds.get(route.router, DEFAULT_THRESHOLDS.get(route.router))
+        threshold = defaults.thresholds.get(route.router)
+    if threshold is None and route.router == "policy" and policy is not None:
+        threshold = policy.threshold
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS.get(route.router)
     return Route(route.router, threshold, route.signal or defaults.signals.get(route.router) or default_signal(route.router), route.pik)
-
-
-def policy_threshold(name: str, given: float | None, defaults, policy) -> float | None:
-    """A policy route's threshold: as given, else calibrated (models.yaml), else the policy file's own."""
-    if name != "policy" or given is not None or policy is None or "policy" in defaults.thresholds:
-        return given
-    return policy.threshold
 
 
 def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:

@@ -78,7 +78,6 @@ class Server:
     # -- requests -------------------------------------------------------------
     def parse(self, body: Any) -> Request:
         from steer_cli import evaluate as ev
-        from steer_cli.routers import policy_threshold
 
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
@@ -96,8 +95,7 @@ class Server:
             raise ApiError(400, "'model' must be a string naming a route, e.g. steer or trim:verify@0.8")
         try:
             (route,) = ev.parse_configs(name)
-            route = replace(route, threshold=policy_threshold(route.router, route.threshold, self.defaults, self.policy))
-            route = ev.fill(ev.with_pik(route, self.pik, self.defaults), self.defaults)
+            route = ev.fill(ev.with_pik(route, self.pik, self.defaults), self.defaults, self.policy)
             route.build(pik=self.pik, policy=self.policy)
         except (SteerError, ValueError) as exc:
             raise ApiError(404, f"unknown model {name!r}: {exc}", code="model_not_found") from None
@@ -227,10 +225,10 @@ def create_app(server: Server):
 
     @app.get("/v1/models")
     async def models() -> dict:
-        from steer_cli.routers import ROUTERS, Route, fill, policy_threshold
+        from steer_cli.routers import ROUTERS, Route, fill
 
         runnable = [name for name in ROUTERS if name != "policy" or server.policy is not None]  # a policy route needs --policy
-        routes = [fill(Route(name, policy_threshold(name, None, server.defaults, server.policy)), server.defaults).label for name in runnable]
+        routes = [fill(Route(name), server.defaults, server.policy).label for name in runnable]
         return {"object": "list", "data": [{"id": r, "object": "model", "created": 0, "owned_by": "steer"} for r in routes]}
 
     @app.post("/v1/chat/completions")

@@ -187,7 +187,7 @@ def route(router: str | None, threshold: float | None, signal: str | None, defau
     """The route ask/batch run: what the user named, the rest from models.yaml;
     refused before any model loads if it cannot run (an option the router does
     not read included). `pik` is a loaded P(IK) file, if one was given."""
-    from steer_cli.routers import ROUTER_SIGNALS, THRESHOLDED, Route, fill, policy_threshold
+    from steer_cli.routers import ROUTER_SIGNALS, THRESHOLDED, Route, fill
 
     name = router or defaults.router
     if (pik is not None or pik_threshold is not None) and name != "cascade":
@@ -200,8 +200,7 @@ def route(router: str | None, threshold: float | None, signal: str | None, defau
         raise UsageError(f"router {name} reads no signal, so --signal {signal} would be ignored", f"drop --signal, or use one of: {', '.join(ROUTER_SIGNALS)}")
     if policy is not None and name != "policy":
         raise UsageError(f"router {name} reads no policy file", "use --policy with --router policy")
-    threshold = policy_threshold(name, threshold, defaults, policy)
-    chosen = fill(Route(name, threshold, signal, pik_default(pik, pik_threshold, defaults)), defaults)
+    chosen = fill(Route(name, threshold, signal, pik_default(pik, pik_threshold, defaults)), defaults, policy)
     chosen.build(pik=pik, policy=policy)  # validates router, signal, thresholds and the policy now
     return chosen
 

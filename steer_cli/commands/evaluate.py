@@ -47,7 +47,6 @@ def evaluate(
         from steer_cli import datasets, report, stats
         from steer_cli import evaluate as ev
         from steer_cli import ui
-        from steer_cli.routers import policy_threshold
 
         if out is not None and out.exists() and not out.is_dir():
             raise common.UsageError(f"--out {out} is a file", "pass a directory for summary.json, .csv, .md and frontier.png")
@@ -59,8 +58,7 @@ def evaluate(
         classifier = common.load_pik(pik)
         trained = common.load_policy(policy)
         configs = [replace(c, signal=c.signal or ev.signal_for(c.router, signal)) for c in ev.parse_configs(routers)]
-        configs = [replace(c, threshold=policy_threshold(c.router, c.threshold, registry.defaults, trained)) for c in configs]
-        configs = [ev.fill(ev.with_pik(c, classifier, registry.defaults), registry.defaults) for c in configs]
+        configs = [ev.fill(ev.with_pik(c, classifier, registry.defaults), registry.defaults, trained) for c in configs]
         for cfg in configs:
             cfg.build(pik=classifier, policy=trained)  # a bad signal or threshold is refused before anything runs
         items = datasets.problems(data, limit, strict=strict, need_gold=True)
