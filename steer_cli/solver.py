@@ -227,6 +227,7 @@ class Solver:
 
             position = members.index(tier)
             visible = self._visible(members, need=step.tokens)
+            self._bound = self._bound or visible < len(members)  # the budget kept a reviewer's tier out
             verdict = self.router.review(Draft(self._problem, [s.text for s in attempt.steps], step.text, step.token_logprobs, position, visible, score_by))
             if verdict.score is not None:  # the top tier's own step keeps the score that sent it there
                 step.score = verdict.score

@@ -101,6 +101,8 @@ REFERENCE = 40
 )
 # Found by hypothesis: a middle tier's long cascade attempt once raised the cap past the fixed reference.
 @example(n_tiers=3, steps=[2, 2, 2, 2, 11, 11, 11], confidences=[0.0] * 30, probs=[1.0] * 12, router="cascade", cap=0.875)
+# Found by hypothesis: a budget that hid the next tier from a draft's review did not say it had bound.
+@example(n_tiers=2, steps=[1, 2, 2, 2, 2, 5, 11, 11], confidences=[0.0] * 30, probs=[1.0] * 7 + [0.25] + [1.0] * 4, router="trim:self", cap=1.0625)
 def test_a_relative_budget_is_never_overspent_by_the_larger_tiers(n_tiers, steps, confidences, probs, router, cap):
     texts = ["x" * (n - 1) + "\n\n" if n > 1 else "y" for n in steps]
     name, _, signal = router.partition(":")
