@@ -191,7 +191,7 @@ def _read(path: Path) -> RegistryFile:
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
+    where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"])  # a key may hold a newline
     return f"{where}: {err['msg']}"
 
 
