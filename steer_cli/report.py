@@ -64,6 +64,11 @@ def markdown(summaries: list[Summary], unit: str = "time") -> str:
     return "\n".join(lines)
 
 
+def as_json(summaries: list[Summary]) -> str:
+    """What summary.json holds: one object per configuration."""
+    return json.dumps([_plain(s) for s in summaries], indent=2)
+
+
 def _plain(summary: Summary) -> dict:
     def plain(v):
         if isinstance(v, Paired):
@@ -79,7 +84,7 @@ def write_outputs(summaries: list[Summary], out: Path, unit: str = "time") -> li
         raise UsageError(f"--out {out} is a file", "pass a directory (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "summary.json", out / "summary.csv", out / "summary.md"]
-    written[0].write_text(json.dumps([_plain(s) for s in summaries], indent=2) + "\n")
+    written[0].write_text(as_json(summaries) + "\n")
     with written[1].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(vars(summaries[0])))
         writer.writeheader()

@@ -96,6 +96,7 @@ class _Run:
     previous: str = "none"
     finish: str = "max_steps"
     verified: int = 0
+    informed: bool = True  # False: the choices ignore the small model's signals, so none are computed
 
     def pick(self, node: str, trace: Trace) -> str:
         index = self.choose(node, trace)
@@ -180,8 +181,8 @@ class TreeEnv:
         return Episode(correct, self._spent(run.ledger) / self._alone(problem), run.decisions, answer, len(run.steps),
                        sum(w > 0 for w in run.writers), run.verified)
 
-    def _play(self, problem: str, choose: Callable[[str, Trace], int]) -> _Run:
-        run = _Run(problem, [len(t.render_prompt(problem)) for t in self.tiers], _Ledger(len(self.tiers)), choose)
+    def _play(self, problem: str, choose: Callable[[str, Trace], int], informed: bool = True) -> _Run:
+        run = _Run(problem, [len(t.render_prompt(problem)) for t in self.tiers], _Ledger(len(self.tiers)), choose, informed=informed)
         for index in range(self.limits.max_steps):
             step, writer = self._step(run, index)
             if step is None:
@@ -200,7 +201,7 @@ class TreeEnv:
         writer had nothing left to say, `run.finish` says why), with its writer."""
         problem, steps, ledger = run.problem, run.steps, run.ledger
         ledger.catch_up(0, run.prompts[0], steps)
-        trace = Trace(self.signals(problem, steps), index, sum(s.tokens for s in steps), sum(w > 0 for w in run.writers), run.previous)
+        trace = Trace(self.signals(problem, steps) if run.informed else {}, index, sum(s.tokens for s in steps), sum(w > 0 for w in run.writers), run.previous)
         if run.pick("pre", trace) == "draft":
             draft = self.written(0, problem, steps, self.limits.max_tokens - run.generated)
             ledger.decoded[0] += draft.tokens
@@ -251,7 +252,7 @@ class TreeEnv:
         alone (its every step escalated; only its own reading and writing
         priced), the reference eval measures too. Cached with the outcomes."""
         if problem not in self._reference:
-            run = self._play(problem, lambda node, trace: 1 if node == "pre" else 0)
+            run = self._play(problem, lambda node, trace: 1 if node == "pre" else 0, informed=False)
             ledger = run.ledger
             spent = units.spend(self.rates[-1], ledger.prefill[-1], ledger.decoded[-1], ledger.scored[-1])
             self._reference[problem] = spent or 1.0

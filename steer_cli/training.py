@@ -15,14 +15,15 @@ for each action; rollouts.TreeEnv is the real one, tests use a synthetic one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from steer_cli.policy import NODES, Policy, Trace, features
-from steer_cli.policy import softmax as softmax_of
+from steer_cli.policy import FEATURES, NODES, Policy, Trace, features
 from steer_cli.rollouts import Episode
 
 Choose = Callable[[str, Trace], int]
@@ -44,7 +45,46 @@ class Settings:
     explore: float = 0.0  # share of sampled actions drawn uniformly (branching already tries every action)
     batch: int | None = None  # problems per update (None: one update per epoch); smaller learns more per outcome computed
     focus: float | None = None  # branch where the policy is unsure: weight 1 - max prob + focus (None: uniform)
+    replay: int = 0  # Adam steps per update over every branch point gathered so far (0: one step on the batch's own)
     seed: int = 0
+
+
+@dataclass
+class Point:
+    """A branch point: every action tried at one decision, each rolled out to
+    its end. Kept as (correct, cost) per action, not as values, so a replayed
+    point is valued at the current lambda."""
+
+    node: str
+    x: np.ndarray
+    outcomes: np.ndarray  # (actions, 2): correct, relative cost
+
+    def row(self) -> dict:
+        return {"node": self.node, "x": np.round(self.x, 6).tolist(), "outcomes": np.round(self.outcomes, 6).tolist()}
+
+
+def load_points(path: Path) -> list[Point]:
+    """Branch points an earlier run kept (a torn or foreign line is skipped:
+    points are only training data, never a result)."""
+    points = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                point = Point(row["node"], np.asarray(row["x"], dtype=float), np.asarray(row["outcomes"], dtype=float))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if point.node in NODES and point.x.shape == (len(FEATURES),) and point.outcomes.shape == (len(NODES[point.node]), 2):
+                points.append(point)
+    return points
+
+
+def keep_points(path: Path) -> Callable[[list[Point]], None]:
+    def keep(points: list[Point]) -> None:
+        with path.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(p.row()) + "\n" for p in points)
+
+    return keep
 
 
 def prior() -> Policy:
@@ -98,7 +138,8 @@ def scripted(prefix: list[int], then: Choose) -> Choose:
 
 
 def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None = None,
-          progress: Callable[[dict], None] = lambda row: None, tick: Callable[[], None] = lambda: None) -> tuple[Policy, list[dict]]:
+          progress: Callable[[dict], None] = lambda row: None, tick: Callable[[], None] = lambda: None,
+          points: list[Point] | None = None, keep: Callable[[list[Point]], None] = lambda fresh: None) -> tuple[Policy, list[dict]]:
     """Policy improvement on the Lagrangian with branched rollouts ("vine"
     sampling, as deterministic greedy decoding allows): per problem, one
     sampled rollout, then at `rollouts - 1` of its decisions (`_branch_points`)
@@ -106,28 +147,35 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
     the branches differ by that action alone and revisit cached transcripts.
     A terminal, all-or-nothing reward (is the answer right?) needs this: a
     single rollout rarely shows which step made the difference. Updates come
-    every `batch` problems; lambda moves with each batch's cost. Returns the
-    policy and its curve (per epoch: accuracy, cost, reward, lambda; per
-    update in `policy.training["updates"]`); `tick` is called after each
-    problem's rollouts."""
+    every `batch` problems; lambda moves with each batch's cost. With
+    `replay`, each update takes that many steps over every branch point so far
+    (`points`, which an earlier run may pass in and which grows in place): the
+    engines' outcomes are dear, gradient steps are not. Returns the policy and
+    its curve (per epoch: accuracy, cost, reward, lambda; per update in
+    `policy.training["updates"]`); `tick` is called after each problem's
+    rollouts, `keep` with each batch's new points."""
     rng = np.random.default_rng(settings.seed)
     policy = policy or prior()
     adam = _Adam({k: w.shape for k, w in policy.weights.items()}, settings.lr)
     lam = settings.initial_lambda
     batch = min(settings.batch or n, n)
+    points = [] if points is None else points
     curve, updates = [], []  # per epoch; per update (a run shorter than an epoch still has a curve)
     for epoch in range(settings.epochs):
-        if settings.deadline is not None and time.monotonic() > settings.deadline:
+        if _late(settings):
             break
         costs, rights = [], []
         order = rng.permutation(n) if batch < n else np.arange(n)
         for start in range(0, n, batch):
-            if settings.deadline is not None and time.monotonic() > settings.deadline:
+            if _late(settings):
                 break
             chunk = order[start : start + batch]
-            grads, points, chunk_costs = _batch_gradient(episode, chunk, policy, settings, lam, rng, rights, tick)
+            fresh, chunk_costs = _collect(episode, chunk, policy, settings, rng, rights, tick)
             costs += chunk_costs
-            adam.ascend(policy.weights, {node: g / max(points, 1) for node, g in grads.items()})
+            points += fresh
+            keep(fresh)
+            for _ in range(max(1, settings.replay)):
+                adam.ascend(policy.weights, _gradient(policy, points if settings.replay else fresh, lam, settings))
             lam = max(0.0, lam + settings.lambda_lr * len(chunk) / n * (float(np.mean(chunk_costs)) - settings.target))
             updates.append({"problems": epoch * n + start + len(chunk), "accuracy": round(float(np.mean(rights[-len(chunk):])), 4),
                             "cost": round(float(np.mean(chunk_costs)), 4), "lambda": round(lam, 4)})
@@ -142,10 +190,14 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
     return policy, curve
 
 
-def _batch_gradient(episode: EpisodeFn, chunk, policy: Policy, settings: Settings, lam: float, rng: np.random.Generator,
-                    rights: list[float], tick: Callable[[], None]) -> tuple[dict[str, np.ndarray], int, list[float]]:
-    grads = {node: np.zeros_like(w) for node, w in policy.weights.items()}
-    costs, points = [], 0
+def _late(settings: Settings) -> bool:
+    return settings.deadline is not None and time.monotonic() > settings.deadline
+
+
+def _collect(episode: EpisodeFn, chunk, policy: Policy, settings: Settings, rng: np.random.Generator,
+             rights: list[float], tick: Callable[[], None]) -> tuple[list[Point], list[float]]:
+    """One sampled rollout per problem and its branch points; returns the points and the rollouts' costs."""
+    points, costs = [], []
     for i in chunk:
         main = episode(int(i), sampler(policy, rng, settings.explore))
         costs.append(main.cost)
@@ -154,11 +206,10 @@ def _batch_gradient(episode: EpisodeFn, chunk, policy: Policy, settings: Setting
             node, x, _ = main.decisions[m]
             prefix = [a for _, _, a in main.decisions[:m]]
             seed = int(rng.integers(1 << 31))
-            values = np.array([_value(episode(int(i), scripted(prefix + [a], _finisher(policy, settings, seed))), lam) for a in range(len(NODES[node]))])
-            _improve(grads, node, x, values, policy, settings)
-            points += 1
+            ends = [episode(int(i), scripted(prefix + [a], _finisher(policy, settings, seed))) for a in range(len(NODES[node]))]
+            points.append(Point(node, np.asarray(x, dtype=float), np.array([[float(e.correct), e.cost] for e in ends])))
         tick()
-    return grads, points, costs
+    return points, costs
 
 
 def _branch_points(decisions: list, policy: Policy, settings: Settings, rng: np.random.Generator) -> list[int]:
@@ -180,22 +231,34 @@ def _finisher(policy: Policy, settings: Settings, seed: int) -> Choose:
     return deterministic(policy, 0.5) if settings.greedy_branches else sampler(policy, np.random.default_rng(seed), settings.explore)
 
 
-def _improve(grads: dict[str, np.ndarray], node: str, x: np.ndarray, values: np.ndarray, policy: Policy, settings: Settings) -> None:
-    """Move toward the actions that did best here (a soft greedy step of policy
-    iteration), as far as the choice matters: unlike the plain gradient
-    p x advantage it does not vanish where the policy has all but ruled an
-    action out. Plus an entropy bonus that keeps it exploring."""
-    p = policy.probs(node, x)
-    spread = float(values.max() - values.min())
-    if spread > 1e-9:
-        target = softmax_of((values - values.max()) / (settings.temperature * spread))
-        grads[node] += spread * np.outer(target - p, x)
-    h = -p * (np.log(p + 1e-12) + float(-(p * np.log(p + 1e-12)).sum()))
-    grads[node] += settings.entropy * np.outer(h, x)
+def _gradient(policy: Policy, points: list[Point], lam: float, settings: Settings) -> dict[str, np.ndarray]:
+    """Move toward the actions that did best at each point (a soft greedy step
+    of policy iteration), as far as the choice matters: unlike the plain
+    gradient p x advantage it does not vanish where the policy has all but
+    ruled an action out. Plus an entropy bonus that keeps it exploring.
+    Averaged over the points."""
+    grads = {node: np.zeros_like(w) for node, w in policy.weights.items()}
+    for node in grads:
+        mine = [p for p in points if p.node == node]
+        if not mine:
+            continue
+        x = np.stack([p.x for p in mine])
+        outcomes = np.stack([p.outcomes for p in mine])
+        values = outcomes[:, :, 0] - lam * outcomes[:, :, 1]
+        p = _rows(x @ policy.weights[node].T)
+        spread = values.max(axis=1) - values.min(axis=1)
+        scale = settings.temperature * np.where(spread > 1e-9, spread, 1.0)
+        target = _rows((values - values.max(axis=1, keepdims=True)) / scale[:, None])
+        logp = np.log(p + 1e-12)
+        entropy = -p * (logp + (-(p * logp).sum(axis=1, keepdims=True)))
+        pull = np.where(spread[:, None] > 1e-9, spread[:, None] * (target - p), 0.0)
+        grads[node] = (pull + settings.entropy * entropy).T @ x
+    return {node: g / max(len(points), 1) for node, g in grads.items()}
 
 
-def _value(e: Episode, lam: float) -> float:
-    return float(e.correct) - lam * e.cost
+def _rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def evaluate(episode: EpisodeFn, n: int, policy: Policy, threshold: float) -> tuple[float, float]:
@@ -205,10 +268,13 @@ def evaluate(episode: EpisodeFn, n: int, policy: Policy, threshold: float) -> tu
     return float(np.mean([e.correct for e in episodes])), float(np.mean([e.cost for e in episodes]))
 
 
-def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds: int = 6) -> tuple[float, float, float]:
+def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds: int = 6,
+              tolerance: float = 0.0) -> tuple[float, float, float]:
     """The threshold whose deterministic mean cost is closest to `target`
     without exceeding it where possible (bisection: cost rises with the
-    threshold); returns (threshold, accuracy, cost)."""
+    threshold), stopping early once within `tolerance` under it (every round
+    plays the problems anew, on transcripts the cache may not hold); returns
+    (threshold, accuracy, cost)."""
     low, high = 0.0, 1.0
     best = (0.0, *evaluate(episode, n, policy, 0.0))
     for _ in range(rounds):
@@ -218,6 +284,8 @@ def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds:
             low = mid
             if cost >= best[2]:
                 best = (mid, accuracy, cost)
+            if cost >= target - tolerance:
+                break
         else:
             high = mid
     return best

@@ -109,6 +109,8 @@ def test_eval_reports_each_configuration_and_reuses_records(tmp_path, tiny_small
     again = runner.invoke(app, args)
     assert again.stdout == r.stdout  # same numbers, from the stored records
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "work").iterdir()} == stamps
+    piped = runner.invoke(app, [*args, "--json"])  # for a pipeline: the summaries on stdout, the table on stderr
+    assert json.loads(piped.stdout) == summary and piped.stderr.splitlines()[0].split()[:3] == ["config", "n", "accuracy"]
 
 
 def test_eval_rejects_bad_router_specs():

@@ -18,6 +18,7 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N problems.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write summary.json, summary.csv, summary.md and frontier.png here.")] = None,
     work: Annotated[Optional[Path], typer.Option("--work", help="Per-configuration records (reused on rerun); default STEER_HOME/eval.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summaries (what summary.json holds) to stdout as JSON; the table goes to stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first malformed data line instead of skipping it.")] = False,
     signal: common.Signal = None,
@@ -73,7 +74,9 @@ def evaluate(
         summaries = [stats.summarize(label, records, large_run, bench.meter) for label, records in runs.items()]
         outcomes = {label: {r["key"]: stats.correct(r) for r in records} for label, records in runs.items()}
         stats.add_baselines(summaries, outcomes, unit)
-        print(report.table(summaries, unit))
+        if as_json:
+            print(report.as_json(summaries))
+        print(report.table(summaries, unit), file=sys.stderr if as_json else sys.stdout)
         if out is not None:
             written = report.write_outputs(summaries, out, unit)
             if not any(p.suffix == ".png" for p in written):

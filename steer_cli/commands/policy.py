@@ -25,6 +25,8 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs", help="Passes of policy-gradient updates.")] = 40,
     rollouts: Annotated[int, typer.Option("--rollouts", help="Rollouts per problem and epoch: one sampled, the rest branch points (2 or more).")] = 4,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Problems per policy update (default: all of them, one update per epoch); smaller learns more from the same rollouts.")] = None,
+    replay: Annotated[int, typer.Option("--replay", help="Gradient steps per update over every branch point gathered so far (kept in --work, so a rerun learns from earlier runs' rollouts too); 0: one step on the batch's own.")] = 30,
+    calib_limit: Annotated[Optional[int], typer.Option("--calib-limit", help="Calibrate the threshold on the first N training problems (default: up to 40; each bisection round plays them anew).")] = None,
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Start no further batch of problems after this many minutes (the threshold is still calibrated and the file written).")] = None,
     cost_unit: common.CostUnit = None,
     work: Annotated[Optional[Path], typer.Option("--work", help="Where the cache of engine outcomes lives (reused on rerun); default STEER_HOME/policy.")] = None,
@@ -52,8 +54,9 @@ def train(
 
         if not 0.0 < target_cost <= 1.5:
             raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1.5]", "pass a fraction of the large model's cost, like 0.6")
-        if epochs < 1 or rollouts < 2 or (batch is not None and batch < 1):
-            raise common.UsageError("--epochs and --batch must be 1 or more and --rollouts 2 or more", "e.g. --epochs 40 --rollouts 4 --batch 10")
+        if epochs < 1 or rollouts < 2 or (batch is not None and batch < 1) or replay < 0 or (calib_limit is not None and calib_limit < 2):
+            raise common.UsageError("--epochs and --batch must be 1 or more, --rollouts and --calib-limit 2 or more, --replay 0 or more",
+                                    "e.g. --epochs 40 --rollouts 4 --batch 10 --replay 30")
         if output.is_dir():
             raise common.UsageError(f"-o {output} is a directory", "pass a file path such as policy.json")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, 0.0, seed)
@@ -68,7 +71,8 @@ def train(
             raise common.UsageError("policy training needs exactly two local GGUF tiers (a small and a large)", "pass --small and --large, or a two-model --tiers set")
         meter = common.meter(engines, unit, measure=True, quiet=quiet)
         meter.require(engines, "policy training")
-        env = _env(engines, limits, meter, work)
+        env, points_file = _env(engines, limits, meter, work, unit)
+        points = training.load_points(points_file)
         started = time.perf_counter()
         n = len(items)
 
@@ -79,7 +83,8 @@ def train(
 
         with ui.Counter("policy training (problem-epochs)", epochs * n, quiet=quiet, every=max(1, n // 10), transient=True) as bar:
             deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed, deadline=deadline, batch=batch)
+            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed, deadline=deadline, batch=batch, replay=replay)
+            reused = len(points)
             done, note = [0], [""]
 
             def tick() -> None:
@@ -89,15 +94,19 @@ def train(
             def epoch_done(row: dict) -> None:
                 note[0] = f"epoch {row['epoch']}: acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · "
 
-            policy, curve = training.train(episode, n, settings, progress=epoch_done, tick=tick)
-        threshold, accuracy, cost = training.calibrate(episode, n, policy, target_cost)
+            policy, curve = training.train(episode, n, settings, progress=epoch_done, tick=tick, points=points, keep=training.keep_points(points_file))
+        calibrated = time.perf_counter()
+        k = min(n, calib_limit or 40)
+        threshold, accuracy, cost = training.calibrate(episode, k, policy, target_cost, tolerance=0.02)
         policy.threshold = threshold
         policy.models = {"small": common.identity(engines[0]), "large": common.identity(engines[1])}
         policy.model_names = {"small": engines[0].name, "large": engines[1].name}
         seconds = time.perf_counter() - started
         policy.training.update({
             "unit": unit, "target_cost": target_cost, "data": data, "n": n, "epochs": epochs, "rollouts": rollouts, "batch": batch or n,
-            "epochs_run": len(curve), "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(seconds, 1),
+            "epochs_run": len(curve), "replay": replay, "points_reused": reused, "points": len(points), "calibrated_on": k,
+            "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(seconds, 1),
+            "calibration_seconds": round(time.perf_counter() - calibrated, 1),
             "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
         })
         policy.save(output)
@@ -105,11 +114,13 @@ def train(
         _report(policy, output, png, as_json)
 
 
-def _env(engines, limits, meter, work: Path | None):
-    """The rollout environment, its cache keyed by everything that changes an outcome."""
+def _env(engines, limits, meter, work: Path | None, unit: str):
+    """The rollout environment, its cache keyed by everything that changes an
+    outcome, and the file of branch points (their costs are in `unit`)."""
     import hashlib
 
     from steer_cli.engine import STEP_INSTRUCTION
+    from steer_cli.policy import FEATURES
     from steer_cli.registry import steer_home
     from steer_cli.rollouts import TreeEnv
 
@@ -118,8 +129,9 @@ def _env(engines, limits, meter, work: Path | None):
         raise common.UsageError(f"--work {work} is a file", "pass a directory for the outcome cache")
     work.mkdir(parents=True, exist_ok=True)
     keyed = json.dumps({"models": [common.identity(e) for e in engines], "limits": vars(limits), "prompt": STEP_INSTRUCTION}, sort_keys=True)
-    cache = work / f"outcomes-{hashlib.sha256(keyed.encode()).hexdigest()[:12]}.jsonl"
-    return TreeEnv(engines, limits, [meter.rates(e) for e in engines], cache)
+    key = hashlib.sha256(keyed.encode()).hexdigest()[:12]
+    features = hashlib.sha256(" ".join(FEATURES).encode()).hexdigest()[:6]  # a point's x means nothing to other features
+    return TreeEnv(engines, limits, [meter.rates(e) for e in engines], work / f"outcomes-{key}.jsonl"), work / f"points-{key}-{features}-{unit}.jsonl"
 
 
 def _plot(updates: list[dict], path: Path, unit: str, target: float, n: int) -> Path | None:
@@ -159,6 +171,7 @@ def _report(policy, output: Path, png: Path | None, as_json: bool) -> None:
         return
     print(f"policy for {policy.model_names['small']} → {policy.model_names['large']}: threshold {policy.threshold:g}, "
           f"training accuracy {t['train_accuracy']:.1%} at relative cost {t['train_cost']:.3f} ({t['unit']}; target {t['target_cost']:g})")
-    print(f"  {t['n']} problems, {t['epochs_run']} epochs x {t['rollouts']} rollouts, λ {t['lambda']:g}, {t['seconds']:.0f} s, "
-          f"{t['outcomes_computed']} outcomes computed ({t['outcomes_cached']} cached)")
+    print(f"  {t['n']} problems, {t['epochs_run']} epochs x {t['rollouts']} rollouts, λ {t['lambda']:g}, {t['seconds']:.0f} s "
+          f"({t['calibration_seconds']:.0f} s calibrating on {t['calibrated_on']}), {t['outcomes_computed']} outcomes computed "
+          f"({t['outcomes_cached']} cached), {t['points']} branch points ({t['points_reused']} from earlier runs)")
     print(f"steer: saved {output}" + (f" and {png}" if png else ""), file=sys.stderr)
