@@ -145,9 +145,11 @@ def _plot(updates: list[dict], path: Path, unit: str, target: float, n: int) -> 
     except ImportError:
         return None
     seen = [row["problems"] / n for row in updates]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    ax.plot(seen, [row["accuracy"] for row in updates], marker=".", label="accuracy (sampled rollouts of the update)")
-    ax.plot(seen, [row["cost"] for row in updates], marker=".", label=f"relative cost ({unit})")
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120)
+    for key, label, colour in (("accuracy", "accuracy", "tab:blue"), ("cost", f"relative cost ({unit})", "tab:orange")):
+        raw = [row[key] for row in updates]
+        ax.plot(seen, raw, ".", color=colour, alpha=0.35)
+        ax.plot(seen, _running(raw, 5), color=colour, label=f"{label}, sampled rollouts (mean of 5 updates)")
     ax.axhline(target, color="grey", linestyle=":", label=f"target cost {target:g}")
     ax2 = ax.twinx()
     ax2.plot(seen, [row["lambda"] for row in updates], color="tab:red", alpha=0.5, label="λ (right axis)")
@@ -156,11 +158,16 @@ def _plot(updates: list[dict], path: Path, unit: str, target: float, n: int) -> 
     ax.grid(alpha=0.3)
     lines = ax.get_legend_handles_labels()
     more = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _running(values: list[float], window: int) -> list[float]:
+    """Mean of the last `window` values at each point: a few problems per update are noisy."""
+    return [sum(values[max(0, i + 1 - window) : i + 1]) / len(values[max(0, i + 1 - window) : i + 1]) for i in range(len(values))]
 
 
 def _report(policy, output: Path, png: Path | None, as_json: bool) -> None:
