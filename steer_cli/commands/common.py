@@ -50,7 +50,7 @@ def read_problem(problem: str | None) -> str:
 Small = Annotated[Optional[str], typer.Option("--small", help="Smallest tier: a models.yaml name or a .gguf path.")]
 Large = Annotated[Optional[str], typer.Option("--large", help="Largest tier: a models.yaml name or a .gguf path.")]
 Tiers = Annotated[Optional[str], typer.Option("--tiers", help="A tier set from models.yaml (small -> large).")]
-Router = Annotated[Optional[str], typer.Option("--router", "-r", help="small, large, steer, trim, cascade or random (default from models.yaml).")]
+Router = Annotated[Optional[str], typer.Option("--router", "-r", help="small, large, steer, trim, cascade, random or policy (with --policy FILE); default from models.yaml.")]
 Threshold = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Route up when confidence is below this (0-1).")]
 Signal = Annotated[Optional[str], typer.Option("--signal", help="What the router reads. steer: maxprob, margin, entropy; trim: self, self-min, verify, verify-min, prm; cascade: answer.")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="A models.yaml overriding the packaged one.", envvar="STEER_CONFIG")]
