@@ -86,8 +86,9 @@ def features(trace: Trace) -> np.ndarray:
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max())
-    return e / e.sum()
+    """Over the last axis: one decision's logits, or a row per decision."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steer_cli.policy import FEATURES, NODES, Policy, Trace, features
+from steer_cli.policy import FEATURES, NODES, Policy, Trace, features, softmax
 from steer_cli.rollouts import Episode
 
 Choose = Callable[[str, Trace], int]
@@ -245,20 +245,15 @@ def _gradient(policy: Policy, points: list[Point], lam: float, settings: Setting
         x = np.stack([p.x for p in mine])
         outcomes = np.stack([p.outcomes for p in mine])
         values = outcomes[:, :, 0] - lam * outcomes[:, :, 1]
-        p = _rows(x @ policy.weights[node].T)
+        p = softmax(x @ policy.weights[node].T)
         spread = values.max(axis=1) - values.min(axis=1)
         scale = settings.temperature * np.where(spread > 1e-9, spread, 1.0)
-        target = _rows((values - values.max(axis=1, keepdims=True)) / scale[:, None])
+        target = softmax((values - values.max(axis=1, keepdims=True)) / scale[:, None])
         logp = np.log(p + 1e-12)
         entropy = -p * (logp + (-(p * logp).sum(axis=1, keepdims=True)))
         pull = np.where(spread[:, None] > 1e-9, spread[:, None] * (target - p), 0.0)
         grads[node] = (pull + settings.entropy * entropy).T @ x
     return {node: g / max(len(points), 1) for node, g in grads.items()}
-
-
-def _rows(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def evaluate(episode: EpisodeFn, n: int, policy: Policy, threshold: float) -> tuple[float, float]:

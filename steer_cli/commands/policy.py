@@ -167,7 +167,11 @@ def _plot(updates: list[dict], path: Path, unit: str, target: float, n: int) -> 
 
 def _running(values: list[float], window: int) -> list[float]:
     """Mean of the last `window` values at each point: a few problems per update are noisy."""
-    return [sum(values[max(0, i + 1 - window) : i + 1]) / len(values[max(0, i + 1 - window) : i + 1]) for i in range(len(values))]
+    means = []
+    for i in range(len(values)):
+        last = values[max(0, i + 1 - window) : i + 1]
+        means.append(sum(last) / len(last))
+    return means
 
 
 def _report(policy, output: Path, png: Path | None, as_json: bool) -> None:
