@@ -22,7 +22,7 @@ def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the policy (JSON); its training curve goes beside it as .png.")] = Path("policy.json"),
     data: Annotated[str, typer.Option("--data", help="Training problems with gold answers: train (shipped GSM8K slice) or a JSONL.")] = "train",
     limit: Annotated[int, typer.Option("--limit", help="Training problems to use.")] = 300,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes of policy-gradient updates.")] = 40,
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training problems.")] = 40,
     rollouts: Annotated[int, typer.Option("--rollouts", help="Rollouts per problem and epoch: one sampled, the rest branch points (2 or more).")] = 4,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Problems per policy update (default: all of them, one update per epoch); smaller learns more from the same rollouts.")] = None,
     replay: Annotated[int, typer.Option("--replay", help="Gradient steps per update over every branch point gathered so far (kept in --work, so a rerun learns from earlier runs' rollouts too); 0: one step on the batch's own.")] = 30,
@@ -45,12 +45,11 @@ def train(
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
 ) -> None:
-    """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy gradient on accuracy - lambda x cost with lambda set so the cost meets --target-cost, calibrate its threshold to the target, save it."""
+    """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy improvement on accuracy - lambda x cost (replayed over every branch point kept), lambda moved toward --target-cost, calibrate its threshold to the target, save it."""
     with boundary():
         from steer_cli import datasets, training, ui
         from steer_cli.answers import gold_answer
         from steer_cli.engine import LlamaEngine
-        from steer_cli.policy import Policy
 
         if not 0.0 < target_cost <= 1.5:
             raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1.5]", "pass a fraction of the large model's cost, like 0.6")
