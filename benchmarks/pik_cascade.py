@@ -7,7 +7,7 @@ alone, so the small-only and large-only runs (reused from eval's record files
 under --work, solved first if missing) plus one P(IK) embedding per problem
 give every (P(T), P(IK)) operating point exactly. Each point is compared with
 routing whole queries at random between the two models at the same cost
-(FLOPs and measured wall time against the large-only run, problem by
+(decode, FLOPs and measured wall time against the large-only run, problem by
 problem), as a paired difference with a 95% interval.
 """
 
@@ -81,6 +81,7 @@ def main() -> None:
     pt = pt_all[:m]
     f_s, f_l = np.array([r["cost"]["flops"] for r in small]), np.array([r["cost"]["flops"] for r in large])
     t_s, t_l = np.array([r["cost"]["wall_s"] for r in small]), np.array([r["cost"]["wall_s"] for r in large])
+    d_s, d_l = np.array([_decode(r) for r in small]), np.array([_decode(r) for r in large])  # P(IK) decodes nothing
     f_e = 2.0 * small_params * embed_tokens
 
     n = len(items)
@@ -99,12 +100,15 @@ def main() -> None:
         acc = np.where(to_large, right_l, right_s)
         flops = (f_e if with_pik else 0) + np.where(uses_small, f_s, 0) + np.where(to_large, f_l, 0)
         secs = (embed_s if with_pik else 0) + np.where(uses_small, t_s, 0) + np.where(to_large, t_l, 0)
-        c_f, c_t = flops.sum() / f_l.sum(), secs.sum() / t_l.sum()
+        decode = np.where(uses_small, d_s, 0) + np.where(to_large, d_l, 0)
+        c_f, c_t, c_d = flops.sum() / f_l.sum(), secs.sum() / t_l.sum(), decode.sum() / d_l.sum()
         share = lambda c, lo, hi: min(max((c - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 0.0  # noqa: E731
         p_f = share(c_f, f_s.sum() / f_l.sum(), 1.0)
         p_t = share(c_t, t_s.sum() / t_l.sum(), 1.0)
+        p_d = share(c_d, d_s.sum() / d_l.sum(), 1.0)
         return {
-            "accuracy": acc.mean(), "flops": c_f, "time": c_t, "skipped": skip.mean(), "escalated": to_large.mean(),
+            "accuracy": acc.mean(), "flops": c_f, "time": c_t, "decode": c_d, "skipped": skip.mean(), "escalated": to_large.mean(),
+            "vs_random_decode": stats.paired(list(acc - ((1 - p_d) * right_s + p_d * right_l))),
             "vs_random_flops": stats.paired(list(acc - ((1 - p_f) * right_s + p_f * right_l))),
             "vs_random_time": stats.paired(list(acc - ((1 - p_t) * right_s + p_t * right_l))),
             "vs_large": stats.paired(list(acc - right_l)),
@@ -120,10 +124,12 @@ def main() -> None:
         for q in (0.0, 0.1, 0.2, 0.3):
             t = float(np.quantile(calib_pt, q)) if q else 0.0
             rows.append((f"cascade@{t:.6g}+pik@{t_ik:.3g}", point(piks < t_ik, (piks >= t_ik) & (pt < t), True)))
-    header = "| config | P(IK) skips | to the 1.5B | accuracy | rel. FLOPs | rel. time | vs random (FLOPs) [95% CI] | vs random (time) [95% CI] | vs 1.5B [95% CI] |"
-    lines += [header, "|" + "---|" * 9]
+    header = ("| config | P(IK) skips | to the 1.5B | accuracy | rel. decode | rel. FLOPs | rel. time | vs random (decode) [95% CI] "
+              "| vs random (FLOPs) [95% CI] | vs random (time) [95% CI] | vs 1.5B [95% CI] |")
+    lines += [header, "|" + "---|" * 11]
     for label, p in rows:
-        lines.append(f"| {label} | {p['skipped']:.0%} | {p['escalated']:.0%} | {p['accuracy']:.1%} | {p['flops']:.2f} | {p['time']:.2f} | {p['vs_random_flops']} | {p['vs_random_time']} | {p['vs_large']} |")
+        lines.append(f"| {label} | {p['skipped']:.0%} | {p['escalated']:.0%} | {p['accuracy']:.1%} | {p['decode']:.2f} | {p['flops']:.2f} | {p['time']:.2f} "
+                     f"| {p['vs_random_decode']} | {p['vs_random_flops']} | {p['vs_random_time']} | {p['vs_large']} |")
     estimated = np.array([r["cost"]["large_only_flops"] for r in small])
     lines += ["", f"Cost reference: the 1.5B's FLOPs estimated from the 0.5B's accepted transcripts are {estimated.sum() / f_l.sum():.3f} "
               f"of the measured large-only run on the same problems (per problem, median {np.median(estimated / f_l):.3f}); "
@@ -138,6 +144,11 @@ def main() -> None:
     _plot(rows, right_s.mean(), right_l.mean(), t_s.sum() / t_l.sum(), args.out / "pik-cascade.png")
     json.dump({"auroc_pik": pk.auroc(piks_all, right_all > 0), "auroc_pt": pk.auroc(pt_all, right_all > 0), "auroc_min_entropy": pk.auroc(min_entropy, right_all > 0)}, sys.stderr)
     print(file=sys.stderr)
+
+
+def _decode(record: dict) -> float:
+    """What the record's models decoded, weighted by their parameters (the `decode` unit)."""
+    return sum(2.0 * m["params"] * m["decoded_tokens"] for m in record["cost"]["models"])
 
 
 def _plot(rows, acc_small: float, acc_large: float, time_small: float, path: Path) -> None:
