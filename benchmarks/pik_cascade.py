@@ -81,7 +81,7 @@ def main() -> None:
     pt = pt_all[:m]
     f_s, f_l = np.array([r["cost"]["flops"] for r in small]), np.array([r["cost"]["flops"] for r in large])
     t_s, t_l = np.array([r["cost"]["wall_s"] for r in small]), np.array([r["cost"]["wall_s"] for r in large])
-    d_s, d_l = np.array([_decode(r) for r in small]), np.array([_decode(r) for r in large])  # P(IK) decodes nothing
+    d_s, d_l = np.array([stats.decode_flops(r) for r in small]), np.array([stats.decode_flops(r) for r in large])  # P(IK) decodes nothing
     f_e = 2.0 * small_params * embed_tokens
 
     n = len(items)
@@ -144,11 +144,6 @@ def main() -> None:
     _plot(rows, right_s.mean(), right_l.mean(), t_s.sum() / t_l.sum(), args.out / "pik-cascade.png")
     json.dump({"auroc_pik": pk.auroc(piks_all, right_all > 0), "auroc_pt": pk.auroc(pt_all, right_all > 0), "auroc_min_entropy": pk.auroc(min_entropy, right_all > 0)}, sys.stderr)
     print(file=sys.stderr)
-
-
-def _decode(record: dict) -> float:
-    """What the record's models decoded, weighted by their parameters (the `decode` unit)."""
-    return sum(2.0 * m["params"] * m["decoded_tokens"] for m in record["cost"]["models"])
 
 
 def _plot(rows, acc_small: float, acc_large: float, time_small: float, path: Path) -> None:
