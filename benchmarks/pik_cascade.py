@@ -81,8 +81,9 @@ def main() -> None:
     pt = pt_all[:m]
     f_s, f_l = np.array([r["cost"]["flops"] for r in small]), np.array([r["cost"]["flops"] for r in large])
     t_s, t_l = np.array([r["cost"]["wall_s"] for r in small]), np.array([r["cost"]["wall_s"] for r in large])
-    d_s, d_l = np.array([stats.decode_flops(r) for r in small]), np.array([stats.decode_flops(r) for r in large])  # P(IK) decodes nothing
+    d_s, d_l = np.array([stats.decode_flops(r) for r in small]), np.array([stats.decode_flops(r) for r in large])
     f_e = 2.0 * small_params * embed_tokens
+    costs = {"decode": (d_s, d_l, 0.0), "flops": (f_s, f_l, f_e), "time": (t_s, t_l, embed_s)}  # per unit: small, large, P(IK)'s pass (it decodes nothing)
 
     n = len(items)
     lines = [f"Separation, {n} problems of {args.data} (small alone right on {right_all.mean():.1%}):", ""]
@@ -98,21 +99,13 @@ def main() -> None:
         uses_small = ~skip
         to_large = skip | escalate
         acc = np.where(to_large, right_l, right_s)
-        flops = (f_e if with_pik else 0) + np.where(uses_small, f_s, 0) + np.where(to_large, f_l, 0)
-        secs = (embed_s if with_pik else 0) + np.where(uses_small, t_s, 0) + np.where(to_large, t_l, 0)
-        decode = np.where(uses_small, d_s, 0) + np.where(to_large, d_l, 0)
-        c_f, c_t, c_d = flops.sum() / f_l.sum(), secs.sum() / t_l.sum(), decode.sum() / d_l.sum()
-        share = lambda c, lo, hi: min(max((c - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 0.0  # noqa: E731
-        p_f = share(c_f, f_s.sum() / f_l.sum(), 1.0)
-        p_t = share(c_t, t_s.sum() / t_l.sum(), 1.0)
-        p_d = share(c_d, d_s.sum() / d_l.sum(), 1.0)
-        return {
-            "accuracy": acc.mean(), "flops": c_f, "time": c_t, "decode": c_d, "skipped": skip.mean(), "escalated": to_large.mean(),
-            "vs_random_decode": stats.paired(list(acc - ((1 - p_d) * right_s + p_d * right_l))),
-            "vs_random_flops": stats.paired(list(acc - ((1 - p_f) * right_s + p_f * right_l))),
-            "vs_random_time": stats.paired(list(acc - ((1 - p_t) * right_s + p_t * right_l))),
-            "vs_large": stats.paired(list(acc - right_l)),
-        }
+        out = {"accuracy": acc.mean(), "skipped": skip.mean(), "escalated": to_large.mean(), "vs_large": stats.paired(list(acc - right_l))}
+        for unit, (small_cost, large_cost, pik_cost) in costs.items():
+            spent = (pik_cost if with_pik else 0) + np.where(uses_small, small_cost, 0) + np.where(to_large, large_cost, 0)
+            out[unit] = spent.sum() / large_cost.sum()
+            p = stats.random_share(out[unit], small_cost.sum() / large_cost.sum(), 1.0)
+            out[f"vs_random_{unit}"] = stats.paired(list(acc - ((1 - p) * right_s + p * right_l)))
+        return out
 
     rows = []
     none = np.zeros(m, dtype=bool)

@@ -234,12 +234,14 @@ def add_baselines(summaries: list[Summary], outcomes: dict[str, dict[str, bool]]
             if None in (c, c_small, c_large) or c_large <= c_small:
                 s.vs_random_by_unit[u] = None
                 continue
-            share = _share(c, c_small, c_large)
+            share = random_share(c, c_small, c_large)
             s.vs_random_by_unit[u] = paired([mine[k] - ((1 - share) * lo[k] + share * hi[k]) for k in keys])
         s.vs_random = s.vs_random_by_unit.get(unit)
         s.vs_small = paired([mine[k] - lo[k] for k in keys])
         s.vs_large = paired([mine[k] - hi[k] for k in keys])
 
 
-def _share(cost: float, low: float, high: float) -> float:
+def random_share(cost: float, low: float, high: float) -> float:
+    """How much of the way from the small model's cost to the large one's `cost` lies: the share of
+    queries a random query router sends to the large model to spend it."""
     return min(max((cost - low) / (high - low), 0.0), 1.0) if high > low else 0.0
