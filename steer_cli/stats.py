@@ -242,6 +242,6 @@ def add_baselines(summaries: list[Summary], outcomes: dict[str, dict[str, bool]]
 
 
 def random_share(cost: float, low: float, high: float) -> float:
-    """How much of the way from the small model's cost to the large one's `cost` lies: the share of
-    queries a random query router sends to the large model to spend it."""
+    """The share of queries a random query router sends to the large model so that its cost,
+    between the small model's (`low`) and the large one's (`high`), comes to `cost`."""
     return min(max((cost - low) / (high - low), 0.0), 1.0) if high > low else 0.0
