@@ -9,6 +9,12 @@ give every (P(T), P(IK)) operating point exactly. Each point is compared with
 routing whole queries at random between the two models at the same cost
 (decode, FLOPs and measured wall time against the large-only run, problem by
 problem), as a paired difference with a 95% interval.
+
+`--gate steer:entropy@0.55,...` puts P(IK) in front of stepwise routers too:
+a query it rates hopeless goes to the large model alone, every other query
+to the router exactly as it runs alone (P(IK)'s pass reads the question in a
+context of its own), so those rows come from the router's records as well.
+Their time is predicted from this machine's profile, like eval's.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def load(args):
     registry = engine_args.registry()
     limits = common.step_limits(args.max_steps, args.max_step_tokens, "\\n\\n")
     items = datasets.problems(args.data, args.limit, need_gold=True)
-    bench = common.bench(engine_args, limits, args.work, registry=registry)
+    bench = common.bench(engine_args, limits, args.work, registry=registry, policy=common.load_policy(args.policy))
     small = bench.records(Route("small"), items)
     large = bench.records(Route("large"), items[: args.cascade_limit or len(items)])
     model = pk.load(args.pik)
@@ -48,7 +54,20 @@ def load(args):
         piks.append(model.predict(engine.embed_prompt(item.question), item.question))
         embed_s.append(time.perf_counter() - started)
         embed_tokens.append(engine.stats.since(before).evaluated_tokens)
-    return items, small, large, np.array(piks), np.array(embed_s), np.array(embed_tokens), engine.params, np.array(calib_pt), np.array(calib_pik)
+    gated = {label: bench.records(route, items[: len(large)]) for label, route in _gate_routes(args.gate, bench)}
+    loaded = (items, small, large, np.array(piks), np.array(embed_s), np.array(embed_tokens), engine.params, np.array(calib_pt), np.array(calib_pik))
+    return loaded, gated, bench.meter.profiles
+
+
+def _gate_routes(spec: str, bench) -> list[tuple[str, Route]]:
+    from steer_cli import evaluate as ev
+
+    routes = [bench.resolve(r) for r in ev.parse_configs(spec)]
+    for route in routes:
+        route.build(policy=bench.policy)  # a bad spec is refused before anything runs
+        if route.router in ("small", "large", "cascade"):
+            raise SystemExit(f"--gate takes stepwise routers, not {route.router}")
+    return [(r.label, r) for r in routes]
 
 
 def main() -> None:
@@ -66,9 +85,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs"))
     ap.add_argument("--calib", default="train", help="where the thresholds come from (never the evaluation set)")
     ap.add_argument("--calib-limit", type=int, default=150)
+    ap.add_argument("--gate", default="", help="stepwise routers to put behind P(IK) too, in eval's spelling (steer:entropy@0.55,trim:verify@0.78)")
+    ap.add_argument("--policy", type=Path, default=None, help="the policy file, where --gate names policy")
     ap.add_argument("--cascade-limit", type=int, default=None, help="cascade points on the first N problems only (AUROCs use all --limit)")
     args = ap.parse_args()
-    items, small, large, piks, embed_s, embed_tokens, small_params, calib_pt, calib_pik = load(args)
+    loaded, gated, profiles = load(args)
+    items, small, large, piks, embed_s, embed_tokens, small_params, calib_pt, calib_pik = loaded
 
     right_all = np.array([stats.correct(r) for r in small], dtype=float)
     pt_all = np.array([r.get("answer_confidence") or 0.0 for r in small])
@@ -130,6 +152,8 @@ def main() -> None:
     embed_share = embed_s.sum() / t_l.sum()
     lines += ["", f"P(IK)'s own cost: {embed_tokens.mean():.0f} prompt tokens prefilled by the small model per problem, "
               f"{embed_s.mean() * 1000:.0f} ms ({embed_share:.3f} of the large model's wall time, {f_e.sum() / f_l.sum():.3f} of its FLOPs)"]
+    if gated:
+        lines += ["", *_gate_table(gated, small, large, piks[:m], embed_tokens, small_params, profiles, calib_pik, args)]
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +161,43 @@ def main() -> None:
     _plot(rows, right_s.mean(), right_l.mean(), t_s.sum() / t_l.sum(), args.out / "pik-cascade.png")
     json.dump({"auroc_pik": pk.auroc(piks_all, right_all > 0), "auroc_pt": pk.auroc(pt_all, right_all > 0), "auroc_min_entropy": pk.auroc(min_entropy, right_all > 0)}, sys.stderr)
     print(file=sys.stderr)
+
+
+def _gate_table(gated, small, large, piks, embed_tokens, small_params, profiles, calib_pik, args) -> list[str]:
+    """P(IK) in front of each stepwise router: skipped queries take the large
+    model's record, the rest the router's; every unit against the large run."""
+    small_name = small[0]["cost"]["models"][0]["name"]
+    pik_pass = {"decode": np.zeros(len(piks)), "flops": 2.0 * small_params * embed_tokens,
+                "time": np.array([profiles[small_name].seconds(int(t), 0) for t in embed_tokens]) if small_name in profiles else None}
+    units = [u for u in ("decode", "flops", "time") if pik_pass[u] is not None]
+    spend = {u: {name: np.array([stats.spent(r, u, profiles) for r in recs]) for name, recs in (("small", small), ("large", large))} for u in units}
+    right_s = np.array([stats.correct(r) for r in small], dtype=float)
+    right_l = np.array([stats.correct(r) for r in large], dtype=float)
+    lines = [f"P(IK) in front of stepwise routers, the same {len(piks)} problems: a skipped query goes to the large model alone, "
+             f"the rest to the router as it runs alone; time predicted from this machine's profile; thresholds: quantiles of P(IK) "
+             f"on the {args.calib} problems (first {args.calib_limit}).", ""]
+    lines += ["| config | P(IK) skips | accuracy | rel. decode | rel. FLOPs | rel. time | vs random (decode) [95% CI] | vs random (FLOPs) [95% CI] "
+              "| vs random (time) [95% CI] | vs the router alone [95% CI] |", "|" + "---|" * 10]
+    for label, records in gated.items():
+        right_r = np.array([stats.correct(r) for r in records], dtype=float)
+        cost_r = {u: np.array([stats.spent(r, u, profiles) for r in records]) for u in units}
+        for q in (0.0, 0.1, 0.2, 0.3, 0.4):
+            t = float(np.quantile(calib_pik, q)) if q else None
+            skip = piks < t if t is not None else np.zeros(len(piks), dtype=bool)
+            acc = np.where(skip, right_l, right_r)
+            cells = []
+            for u in units:
+                large_u = spend[u]["large"]
+                spent_u = np.where(skip, large_u, cost_r[u]) + (pik_pass[u] if t is not None else 0)
+                rel = spent_u.sum() / large_u.sum()
+                p = stats.random_share(rel, spend[u]["small"].sum() / large_u.sum(), 1.0)
+                cells.append((rel, stats.paired(list(acc - ((1 - p) * right_s + p * right_l)))))
+            rels = {u: f"{rel:.2f}" for u, (rel, _) in zip(units, cells, strict=True)}
+            vs = {u: str(d) for u, (_, d) in zip(units, cells, strict=True)}
+            name = label if t is None else f"{label}+pik@{t:.3g}"
+            lines.append(f"| {name} | {skip.mean():.0%} | {acc.mean():.1%} | {rels.get('decode', '–')} | {rels.get('flops', '–')} | {rels.get('time', '–')} "
+                         f"| {vs.get('decode', '–')} | {vs.get('flops', '–')} | {vs.get('time', '–')} | {stats.paired(list(acc - right_r)) if t is not None else '–'} |")
+    return lines
 
 
 def _plot(rows, acc_small: float, acc_large: float, time_small: float, path: Path) -> None:

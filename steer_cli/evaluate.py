@@ -15,7 +15,7 @@ from typing import Any
 
 from steer_cli.errors import UsageError
 from steer_cli.records import RecordFile, record_path
-from steer_cli.routers import ROUTER_SIGNALS, ROUTERS, Route, fill
+from steer_cli.routers import ROUTER_SIGNALS, ROUTERS, Route, fill, refuse_fixed_pik
 
 
 def parse_configs(spec: str) -> list[Route]:
@@ -53,8 +53,7 @@ def with_pik(route: Route, pik, defaults) -> Route:
     calibrated value or else the P(IK) file's own."""
     if route.pik is None:
         return route
-    if route.router != "cascade":
-        raise UsageError(f"router {route.router} does not read P(IK)", "use +pik with cascade only, e.g. cascade@0.999+pik@0.2")
+    refuse_fixed_pik(route.router, True)
     if pik is None:
         raise UsageError(f"{route.router}+pik needs a P(IK) classifier", "pass --pik FILE (from `steer pik train`)")
     if route.pik != FROM_FILE:

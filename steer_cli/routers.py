@@ -66,16 +66,24 @@ class Router(Protocol):
 
 class RouterBase:
     """What a router does where it has nothing to add: routes by step, reviews
-    no draft, lets tier 0 answer first and keeps every answer."""
+    no draft, keeps every answer, and lets tier 0 start the problem unless a
+    P(IK) gate (`+pik`, any router) judges it hopeless for tier 0, in which
+    case the tiers above solve it without tier 0."""
 
     level = "step"
     reviews = False
+    pik: PikModel | None = None
+    pik_threshold: float = 0.0
 
     def review(self, draft: Draft) -> Decision:
         return Decision(tier=draft.tier)
 
     def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
-        return Decision(tier=0)
+        """0, or 1 when P(IK) says tier 0 will not know (the pass is paid only with a gate)."""
+        if self.pik is None or n_tiers < 2:
+            return Decision(tier=0)
+        score = round(self.pik.predict(embed(), problem), 6)
+        return Decision(tier=0 if score >= self.pik_threshold else 1, score=score)
 
     def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision:
         return Decision(tier=tier)
@@ -180,23 +188,14 @@ class CascadeRouter(RouterBase):
     answer is kept when its answer confidence P(T) reaches the threshold,
     else the next tier solves the problem afresh. With a P(IK) classifier,
     a query it judges hopeless for the smallest tier (P(IK) below
-    `pik_threshold`) skips that tier before it spends anything."""
+    `pik_threshold`) skips that tier before it spends anything (RouterBase)."""
 
     threshold: float
-    pik: PikModel | None = None
-    pik_threshold: float = 0.0
     name: str = "cascade"
     level = "query"
 
     def decide(self, point: DecisionPoint) -> Decision:
         return Decision(tier=0)
-
-    def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
-        """The tier that answers first: 0, or 1 when P(IK) says tier 0 will not know."""
-        if self.pik is None or n_tiers < 2:
-            return Decision(tier=0)
-        score = round(self.pik.predict(embed(), problem), 6)
-        return Decision(tier=0 if score >= self.pik_threshold else 1, score=score)
 
     def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision:
         score = 0.0 if confidence is None else confidence
@@ -376,7 +375,7 @@ class Route:
     router: str
     threshold: float | None = None
     signal: str | None = None
-    pik: float | None = None  # cascade only: the P(IK) threshold, None = no P(IK)
+    pik: float | None = None  # the P(IK) gate's threshold, None = no gate
 
     @property
     def label(self) -> str:
@@ -392,7 +391,7 @@ class Route:
             if policy is None:
                 raise UsageError("router policy needs a trained policy", "pass --policy FILE (from `steer policy train`)")
             router.policy = policy
-        if self.pik is not None and isinstance(router, CascadeRouter):
+        if self.pik is not None:
             if not 0.0 <= self.pik <= 1.0:
                 raise UsageError(f"P(IK) threshold {self.pik:g} is outside [0, 1]", "pass a value like 0.2")
             router.pik, router.pik_threshold = pik, self.pik
@@ -403,10 +402,9 @@ def fill(route: Route, defaults, policy: Policy | None = None) -> Route:
     """`route` with what was left unnamed taken from models.yaml's defaults
     (then, for a policy route, the policy file's calibrated threshold; then the
     router's own), so a label always says what actually ran."""
+    refuse_fixed_pik(route.router, route.pik is not None)
     if route.router in ("small", "large"):
         return Route(route.router)
-    if route.pik is not None and route.router != "cascade":
-        raise UsageError(f"router {route.router} does not read P(IK)", "use +pik with cascade only, e.g. cascade@0.999+pik@0.2")
     threshold = route.threshold
     if threshold is None:
         threshold = defaults.thresholds.get(route.router)
@@ -415,6 +413,12 @@ def fill(route: Route, defaults, policy: Policy | None = None) -> Route:
     if threshold is None:
         threshold = DEFAULT_THRESHOLDS.get(route.router)
     return Route(route.router, threshold, route.signal or defaults.signals.get(route.router) or default_signal(route.router), route.pik)
+
+
+def refuse_fixed_pik(router: str, gated: bool) -> None:
+    """A P(IK) gate needs a router to hand the other queries to."""
+    if gated and router in ("small", "large"):
+        raise UsageError(f"router {router} does not read P(IK)", "put +pik on a routing router, e.g. steer+pik@0.2 or cascade@0.999+pik@0.2")
 
 
 def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:

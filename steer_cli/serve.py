@@ -1,7 +1,7 @@
 """`steer serve`: routed reasoning behind an OpenAI-compatible API.
 
 The model field names the route (`steer`, `steer:entropy@0.36`,
-`trim:verify@0.8`, `cascade@0.999+pik`, `large`, ...), the last user message
+`trim:verify@0.8`, `cascade@0.999+pik`, `steer+pik@0.18`, `large`, ...), the last user message
 is the problem, and every response carries which model wrote each step.
 One set of warm engines serves one request at a time: the rest wait in a
 bounded queue (429 past it); a request has a deadline; a client that goes

@@ -67,7 +67,8 @@ class Result:
     budget_bound: bool = False  # a budget cut a step or kept the larger tiers out
     answer_confidence: float | None = None  # P(T): probability of the answer's tokens
     drafts: list[Step] = field(default_factory=list)  # written, then discarded (cost counted)
-    # Query-level routers: each tier's whole answer and its P(T), in order.
+    # Query-level routers: each tier's whole answer and its P(T), in order;
+    # with a P(IK) gate (any router), tier 0's P(IK) and whether it was skipped.
     attempts: list[dict] = field(default_factory=list)
 
     @property
@@ -166,11 +167,12 @@ class Solver:
         started = time.perf_counter()
         for tier in self.tiers:
             tier.start(problem)
+        first = yield from self._first_tier()
         if self._query_level:
-            attempt = yield from self._cascade()
+            attempt = yield from self._cascade(first)
         else:
             attempt = _Attempt()
-            yield from self._run_steps(attempt, list(range(len(self.tiers))))
+            yield from self._run_steps(attempt, list(range(first, len(self.tiers))))
         result = Result(problem, attempt.answer, attempt.steps, attempt.finish, self.router.name)
         loading = sum(s.load_s for s in self._since())  # a one-off, not the problem's cost
         result.cost = self._cost(attempt, time.perf_counter() - started - loading)
@@ -255,19 +257,27 @@ class Solver:
         self._bound = self._bound or (step.finish == "step_tokens" and step_limit < self.limits.max_step_tokens)
         return step
 
-    # -- query level --------------------------------------------------------
-    def _cascade(self) -> Iterator[Event]:
-        """Each tier in turn solves the whole problem alone; the router keeps
-        an answer whose confidence P(T) is high enough, else the next tier
-        re-solves. A larger tier the budget cannot afford is not tried."""
-        kept: _Attempt | None = None
+    # -- the P(IK) gate --------------------------------------------------------
+    def _first_tier(self) -> Iterator[Event]:
+        """The lowest tier that works on the problem: 0, unless the router's
+        P(IK) gate judges it hopeless there (its skip is recorded and shown)."""
         first = self.router.first_tier(lambda: self.tiers[0].embed_prompt(self._problem), self._problem, len(self.tiers))
         if first.tier > 0:
             self._attempts.append({"tier": 0, "model": self.tiers[0].name, "skipped": True, "pik": first.score})
             yield Discarded([], first.score, first.tier)
         elif first.score is not None:
             self._pik = first.score
-        for tier in range(first.tier, len(self.tiers)):
+            if not self._query_level:  # the cascade files it with tier 0's answer
+                self._attempts.append({"tier": 0, "model": self.tiers[0].name, "pik": first.score})
+        return first.tier
+
+    # -- query level --------------------------------------------------------
+    def _cascade(self, first: int) -> Iterator[Event]:
+        """Each tier in turn solves the whole problem alone; the router keeps
+        an answer whose confidence P(T) is high enough, else the next tier
+        re-solves. A larger tier the budget cannot afford is not tried."""
+        kept: _Attempt | None = None
+        for tier in range(first, len(self.tiers)):
             room = self._room(tier) if tier > 0 else None
             if room is not None and room < 1:
                 self._bound = True

@@ -45,6 +45,30 @@ def test_a_query_judged_hopeless_skips_the_small_tier_and_pays_only_the_embeddin
     assert result.answer == "1" and result.attempts[0]["pik"] > 0.5 and "skipped" not in result.attempts[0]
 
 
+def solved(solver, problem):
+    return next(e.result for e in solver.solve(problem) if isinstance(e, Solved))
+
+
+def test_a_gate_in_front_of_a_stepwise_router_sends_a_hopeless_query_to_the_large_model_alone():
+    pik = hand_made(0.5)
+    gated = Route("steer", 0.5, "maxprob", pik=0.5).build(pik=pik)  # the 0.5B is sure (0.99) of every step
+    small, large = ScriptedEngine("s").enqueue("2 + 2 = 4.\n\n", "\\boxed{1}"), ScriptedEngine("l").enqueue("\\boxed{2}")
+    hopeless = solved(Solver([small, large], gated), "short")
+    assert hopeless.answer == "2" and [s.model for s in hopeless.steps] == ["l"]
+    assert hopeless.attempts == [{"tier": 0, "model": "s", "skipped": True, "pik": pytest.approx(0.0067, abs=1e-3)}]
+    assert small.stats.decoded_tokens == 0 and small.asked == 0  # the 0.5B wrote nothing and was asked nothing
+    # A query it rates knowable runs exactly as with no gate, plus the one pass over the question.
+    problem = "a long enough problem"
+    runs = []
+    for route in (Route("steer", 0.5, "maxprob"), Route("steer", 0.5, "maxprob", pik=0.5)):
+        small, large = ScriptedEngine("s").enqueue("2 + 2 = 4.\n\n", "\\boxed{1}"), ScriptedEngine("l").enqueue("\\boxed{2}")
+        runs.append(solved(Solver([small, large], route.build(pik=pik)), problem))
+    plain, kept = runs
+    assert kept.answer == plain.answer == "1" and [s.text for s in kept.steps] == [s.text for s in plain.steps]
+    assert kept.attempts[0]["pik"] > 0.5 and "skipped" not in kept.attempts[0] and plain.attempts == []
+    assert kept.cost.models[0].evaluated_tokens == plain.cost.models[0].evaluated_tokens + len(problem)
+
+
 def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_small):
     data = tmp_path / "sums.jsonl"
     data.write_text("".join(json.dumps({"question": f"What is {a} + {b}?", "answer": str(a + b)}) + "\n" for a, b in SUMS))
@@ -63,6 +87,10 @@ def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_sma
     assert skipped["cost"]["models"][0]["prefill_tokens"] > 0  # the embedding pass is paid for
     kept = json.loads(runner.invoke(app, [*ask, "--pik-threshold", "0"]).stdout)
     assert "skipped" not in kept["attempts"][0] and 0 <= kept["attempts"][0]["pik"] <= 1
+    # The same gate in front of a stepwise router: a hopeless query is the large model's alone.
+    gated = json.loads(runner.invoke(app, ["ask", "What is 2 + 2?", "--router", "steer", "-t", "0.5", "--pik", str(out), "--pik-threshold", "1", "--json", "-q", *models]).stdout)
+    assert gated["attempts"][0]["skipped"] is True and gated["cost"]["models"][0]["decoded_tokens"] == 0
+    assert gated["steps"] and {s["tier"] for s in gated["steps"]} == {1}
     # calibrate moves the P(T) and P(IK) thresholds along one line and reports both.
     cal = runner.invoke(app, ["calibrate", "--target-cost", "0.9", "--router", "cascade", "--pik", str(out), "--data", str(data), "--limit", "4",
                               "--heldout", "none", "--max-rounds", "1", "--tolerance", "0.9", "--dry-run", "--json", "-q", "--work", str(tmp_path / "work"), *models])

@@ -58,8 +58,6 @@ def calibrate(
         name = router or load_registry(config).defaults.router
         if name not in THRESHOLDED:
             raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
-        if pik is not None and name != "cascade":
-            raise common.UsageError(f"router {name} does not read P(IK)", "use --pik with --router cascade")
         engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
         registry = engine_args.registry()
         limits = common.step_limits(max_steps, max_step_tokens, delimiter)

@@ -65,7 +65,7 @@ Temperature = Annotated[float, typer.Option("--temperature", help="0 = greedy (r
 Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the random router.")]
 BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap what the tiers above the smallest spend, in --cost-unit (reading priced as the unit prices it), at this fraction of the top tier answering alone; then the smallest tier finishes, uncapped. The result's cost.budget reports cap and spend.")]
 CostUnit = Annotated[Optional[str], typer.Option("--cost-unit", help="time (seconds on this machine, from its profile), decode, flops or price: what --budget caps and relative cost counts (default: models.yaml defaults.cost_unit, else time).")]
-Pik = Annotated[Optional[Path], typer.Option("--pik", help="A P(IK) classifier from `steer pik train`: the cascade sends a query it judges hopeless for the small model straight to the next tier.")]
+Pik = Annotated[Optional[Path], typer.Option("--pik", help="A P(IK) classifier from `steer pik train`: a query it judges hopeless for the small model goes straight to the tiers above (any routing router).")]
 PikThreshold = Annotated[Optional[float], typer.Option("--pik-threshold", help="Skip the small tier when P(IK) is below this (default: the file's).")]
 PolicyFile = Annotated[Optional[Path], typer.Option("--policy", help="A routing policy from `steer policy train` (for --router policy).")]
 MaxLargeTokens = Annotated[Optional[int], typer.Option("--max-large-tokens", help="Hard cap per problem on tokens decoded by the larger tiers; then the smallest writes the rest.")]
@@ -187,11 +187,10 @@ def route(router: str | None, threshold: float | None, signal: str | None, defau
     """The route ask/batch run: what the user named, the rest from models.yaml;
     refused before any model loads if it cannot run (an option the router does
     not read included). `pik` is a loaded P(IK) file, if one was given."""
-    from steer_cli.routers import ROUTER_SIGNALS, THRESHOLDED, Route, fill
+    from steer_cli.routers import ROUTER_SIGNALS, THRESHOLDED, Route, fill, refuse_fixed_pik
 
     name = router or defaults.router
-    if (pik is not None or pik_threshold is not None) and name != "cascade":
-        raise UsageError(f"router {name} does not read P(IK)", "use --pik with --router cascade")
+    refuse_fixed_pik(name, pik is not None or pik_threshold is not None)
     if pik_threshold is not None and pik is None:
         raise UsageError("--pik-threshold needs a P(IK) classifier", "pass --pik FILE too")
     if threshold is not None and name in ("small", "large"):

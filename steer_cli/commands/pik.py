@@ -1,4 +1,4 @@
-"""`steer pik train`: fit the cascade's P(IK) classifier for the smallest tier."""
+"""`steer pik train`: fit the P(IK) classifier for the smallest tier (the cascade's, and any router's gate)."""
 
 from __future__ import annotations
 
