@@ -7,14 +7,14 @@ alone, so the small-only and large-only runs (reused from eval's record files
 under --work, solved first if missing) plus one P(IK) embedding per problem
 give every (P(T), P(IK)) operating point exactly. Each point is compared with
 routing whole queries at random between the two models at the same cost
-(decode, FLOPs and measured wall time against the large-only run, problem by
-problem), as a paired difference with a 95% interval.
+(decode, FLOPs and time against the large-only run, problem by problem; time
+predicted from this machine's profile, or `--wall` for the records' own
+clock), as a paired difference with a 95% interval.
 
 `--gate steer:entropy@0.55,...` puts P(IK) in front of stepwise routers too:
 a query it rates hopeless goes to the large model alone, every other query
 to the router exactly as it runs alone (P(IK)'s pass reads the question in a
 context of its own), so those rows come from the router's records as well.
-Their time is predicted from this machine's profile, like eval's.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--calib-limit", type=int, default=150)
     ap.add_argument("--gate", default="", help="stepwise routers to put behind P(IK) too, in eval's spelling (steer:entropy@0.55,trim:verify@0.78)")
     ap.add_argument("--policy", type=Path, default=None, help="the policy file, where --gate names policy")
+    ap.add_argument("--wall", action="store_true", help="price time by the records' measured wall clock (same machine only) instead of this machine's profile")
     ap.add_argument("--cascade-limit", type=int, default=None, help="cascade points on the first N problems only (AUROCs use all --limit)")
     args = ap.parse_args()
     loaded, gated, profiles = load(args)
@@ -102,10 +103,15 @@ def main() -> None:
     right_l = np.array([stats.correct(r) for r in large], dtype=float)
     pt = pt_all[:m]
     f_s, f_l = np.array([r["cost"]["flops"] for r in small]), np.array([r["cost"]["flops"] for r in large])
-    t_s, t_l = np.array([r["cost"]["wall_s"] for r in small]), np.array([r["cost"]["wall_s"] for r in large])
+    pass_s = _pik_pass_seconds(small, embed_tokens, profiles)
+    if args.wall or pass_s is None:  # the clock of the machine that solved them (and read the questions now)
+        t_s, t_l, t_e = np.array([stats.wall(r) for r in small]), np.array([stats.wall(r) for r in large]), embed_s
+    else:  # this machine's profile prices records from any machine alike
+        t_s, t_l, t_e = np.array([stats.spent(r, "time", profiles) for r in small]), np.array([stats.spent(r, "time", profiles) for r in large]), pass_s
+    time_basis = "measured wall clock" if t_e is embed_s else "predicted from this machine's profile"
     d_s, d_l = np.array([stats.decode_flops(r) for r in small]), np.array([stats.decode_flops(r) for r in large])
     f_e = 2.0 * small_params * embed_tokens
-    costs = {"decode": (d_s, d_l, 0.0), "flops": (f_s, f_l, f_e), "time": (t_s, t_l, embed_s)}  # per unit: small, large, P(IK)'s pass (it decodes nothing)
+    costs = {"decode": (d_s, d_l, 0.0), "flops": (f_s, f_l, f_e), "time": (t_s, t_l, t_e)}  # per unit: small, large, P(IK)'s pass (it decodes nothing)
 
     n = len(items)
     lines = [f"Separation, {n} problems of {args.data} (small alone right on {right_all.mean():.1%}):", ""]
@@ -115,7 +121,7 @@ def main() -> None:
     lines += [f"| min step entropy confidence, after answering | {pk.auroc(min_entropy, right_all > 0):.3f} |", ""]
     lines += [f"Cascade, the first {m} of them (small alone {right_s.mean():.1%}, large alone {right_l.mean():.1%}):", ""]
     lines += [f"Cascade operating points: thresholds are the 10-50% quantiles of each signal on the {args.calib} problems "
-              f"(first {args.calib_limit}), never on these; a P(IK) skip sends the query straight to the large model.", ""]
+              f"(first {args.calib_limit}), never on these; a P(IK) skip sends the query straight to the large model; time {time_basis}.", ""]
 
     def point(skip: np.ndarray, escalate: np.ndarray, with_pik: bool) -> dict:
         uses_small = ~skip
@@ -149,9 +155,9 @@ def main() -> None:
     lines += ["", f"Cost reference: the 1.5B's FLOPs estimated from the 0.5B's accepted transcripts are {estimated.sum() / f_l.sum():.3f} "
               f"of the measured large-only run on the same problems (per problem, median {np.median(estimated / f_l):.3f}); "
               f"`eval` uses the measured run wherever `large` is among its configurations."]
-    embed_share = embed_s.sum() / t_l.sum()
     lines += ["", f"P(IK)'s own cost: {embed_tokens.mean():.0f} prompt tokens prefilled by the small model per problem, "
-              f"{embed_s.mean() * 1000:.0f} ms ({embed_share:.3f} of the large model's wall time, {f_e.sum() / f_l.sum():.3f} of its FLOPs)"]
+              f"{embed_s.mean() * 1000:.0f} ms measured here ({t_e.sum() / t_l.sum():.3f} of the large model's time, {time_basis}; "
+              f"{f_e.sum() / f_l.sum():.3f} of its FLOPs)"]
     if gated:
         lines += ["", *_gate_table(gated, small, large, piks[:m], embed_tokens, small_params, profiles, calib_pik, args)]
     text = "\n".join(lines)
@@ -163,12 +169,16 @@ def main() -> None:
     print(file=sys.stderr)
 
 
+def _pik_pass_seconds(small: list[dict], embed_tokens: np.ndarray, profiles: dict) -> np.ndarray | None:
+    """P(IK)'s pass as this machine's profile prices it: a prefill of the question by the small model."""
+    profile = profiles.get(small[0]["cost"]["models"][0]["name"]) if small else None
+    return None if profile is None else np.array([profile.seconds(int(t), 0) for t in embed_tokens])
+
+
 def _gate_table(gated, small, large, piks, embed_tokens, small_params, profiles, calib_pik, args) -> list[str]:
     """P(IK) in front of each stepwise router: skipped queries take the large
     model's record, the rest the router's; every unit against the large run."""
-    small_name = small[0]["cost"]["models"][0]["name"]
-    pik_pass = {"decode": np.zeros(len(piks)), "flops": 2.0 * small_params * embed_tokens,
-                "time": np.array([profiles[small_name].seconds(int(t), 0) for t in embed_tokens]) if small_name in profiles else None}
+    pik_pass = {"decode": np.zeros(len(piks)), "flops": 2.0 * small_params * embed_tokens, "time": _pik_pass_seconds(small, embed_tokens, profiles)}
     units = [u for u in ("decode", "flops", "time") if pik_pass[u] is not None]
     spend = {u: {name: np.array([stats.spent(r, u, profiles) for r in recs]) for name, recs in (("small", small), ("large", large))} for u in units}
     right_s = np.array([stats.correct(r) for r in small], dtype=float)
@@ -212,7 +222,7 @@ def _plot(rows, acc_small: float, acc_large: float, time_small: float, path: Pat
         ax.plot([x for x, _ in pts], [y for _, y in pts], marker=marker, linestyle="none", label=f"cascade, {tag}")
     ax.plot([time_small, 1.0], [acc_small, acc_large], color="grey", linestyle=":", label="random query routing")
     ax.scatter([time_small, 1.0], [acc_small, acc_large], color="black", zorder=3)
-    ax.set_xlabel("relative wall time (vs the 1.5B alone, per problem)")
+    ax.set_xlabel("relative time (vs the 1.5B alone)")
     ax.set_ylabel("accuracy")
     ax.set_title("confidence cascade with and without P(IK)")
     ax.grid(alpha=0.3)
