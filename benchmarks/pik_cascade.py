@@ -102,16 +102,16 @@ def main() -> None:
     right_s = right_all[:m]
     right_l = np.array([stats.correct(r) for r in large], dtype=float)
     pt = pt_all[:m]
-    f_s, f_l = np.array([r["cost"]["flops"] for r in small]), np.array([r["cost"]["flops"] for r in large])
     pass_s = _pik_pass_seconds(small, embed_tokens, profiles)
-    if args.wall or pass_s is None:  # the clock of the machine that solved them (and read the questions now)
-        t_s, t_l, t_e = np.array([stats.wall(r) for r in small]), np.array([stats.wall(r) for r in large]), embed_s
-    else:  # this machine's profile prices records from any machine alike
-        t_s, t_l, t_e = np.array([stats.spent(r, "time", profiles) for r in small]), np.array([stats.spent(r, "time", profiles) for r in large]), pass_s
-    time_basis = "measured wall clock" if t_e is embed_s else "predicted from this machine's profile"
-    d_s, d_l = np.array([stats.decode_flops(r) for r in small]), np.array([stats.decode_flops(r) for r in large])
-    f_e = 2.0 * small_params * embed_tokens
-    costs = {"decode": (d_s, d_l, 0.0), "flops": (f_s, f_l, f_e), "time": (t_s, t_l, t_e)}  # per unit: small, large, P(IK)'s pass (it decodes nothing)
+    wall = args.wall or pass_s is None  # the clock of the machine that solved them, else this machine's profile for records from anywhere
+    time_basis = "measured wall clock" if wall else "predicted from this machine's profile"
+
+    def priced(records: list[dict], unit: str) -> np.ndarray:
+        return np.array([stats.wall(r) if unit == "time" and wall else stats.spent(r, unit, profiles) for r in records])
+
+    pik_pass = {"decode": np.zeros(m), "flops": 2.0 * small_params * embed_tokens, "time": embed_s if wall else pass_s}  # it decodes nothing
+    costs = {u: (priced(small, u), priced(large, u), pik_pass[u]) for u in ("decode", "flops", "time")}  # per unit: small, large, P(IK)'s pass
+    f_l, t_l, f_e, t_e = costs["flops"][1], costs["time"][1], pik_pass["flops"], pik_pass["time"]
 
     n = len(items)
     lines = [f"Separation, {n} problems of {args.data} (small alone right on {right_all.mean():.1%}):", ""]
@@ -130,9 +130,7 @@ def main() -> None:
         out = {"accuracy": acc.mean(), "skipped": skip.mean(), "escalated": to_large.mean(), "vs_large": stats.paired(list(acc - right_l))}
         for unit, (small_cost, large_cost, pik_cost) in costs.items():
             spent = (pik_cost if with_pik else 0) + np.where(uses_small, small_cost, 0) + np.where(to_large, large_cost, 0)
-            out[unit] = spent.sum() / large_cost.sum()
-            p = stats.random_share(out[unit], small_cost.sum() / large_cost.sum(), 1.0)
-            out[f"vs_random_{unit}"] = stats.paired(list(acc - ((1 - p) * right_s + p * right_l)))
+            out[unit], out[f"vs_random_{unit}"] = _against_random(acc, spent, small_cost, large_cost, right_s, right_l)
         return out
 
     rows = []
@@ -159,12 +157,13 @@ def main() -> None:
               f"{embed_s.mean() * 1000:.0f} ms measured here ({t_e.sum() / t_l.sum():.3f} of the large model's time, {time_basis}; "
               f"{f_e.sum() / f_l.sum():.3f} of its FLOPs)"]
     if gated:
-        lines += ["", *_gate_table(gated, small, large, piks[:m], embed_tokens, small_params, profiles, calib_pik, args)]
+        gate = {label: {u: priced(records, u) for u in costs} for label, records in gated.items()}
+        lines += ["", *_gate_table(gated, gate, costs, right_s, right_l, piks, calib_pik, time_basis, args)]
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pik-cascade.md").write_text(text + "\n")
-    _plot(rows, right_s.mean(), right_l.mean(), t_s.sum() / t_l.sum(), args.out / "pik-cascade.png")
+    _plot(rows, right_s.mean(), right_l.mean(), costs["time"][0].sum() / t_l.sum(), args.out / "pik-cascade.png")
     json.dump({"auroc_pik": pk.auroc(piks_all, right_all > 0), "auroc_pt": pk.auroc(pt_all, right_all > 0), "auroc_min_entropy": pk.auroc(min_entropy, right_all > 0)}, sys.stderr)
     print(file=sys.stderr)
 
@@ -175,38 +174,35 @@ def _pik_pass_seconds(small: list[dict], embed_tokens: np.ndarray, profiles: dic
     return None if profile is None else np.array([profile.seconds(int(t), 0) for t in embed_tokens])
 
 
-def _gate_table(gated, small, large, piks, embed_tokens, small_params, profiles, calib_pik, args) -> list[str]:
+def _against_random(acc: np.ndarray, spent: np.ndarray, small_cost: np.ndarray, large_cost: np.ndarray, right_s: np.ndarray, right_l: np.ndarray):
+    """Relative cost of `spent`, and accuracy against routing whole queries at
+    random between the two models at that cost (paired, problem by problem)."""
+    rel = spent.sum() / large_cost.sum()
+    p = stats.random_share(rel, small_cost.sum() / large_cost.sum(), 1.0)
+    return rel, stats.paired(list(acc - ((1 - p) * right_s + p * right_l)))
+
+
+def _gate_table(gated, gate_costs, costs, right_s, right_l, piks, calib_pik, time_basis, args) -> list[str]:
     """P(IK) in front of each stepwise router: skipped queries take the large
     model's record, the rest the router's; every unit against the large run."""
-    pik_pass = {"decode": np.zeros(len(piks)), "flops": 2.0 * small_params * embed_tokens, "time": _pik_pass_seconds(small, embed_tokens, profiles)}
-    units = [u for u in ("decode", "flops", "time") if pik_pass[u] is not None]
-    spend = {u: {name: np.array([stats.spent(r, u, profiles) for r in recs]) for name, recs in (("small", small), ("large", large))} for u in units}
-    right_s = np.array([stats.correct(r) for r in small], dtype=float)
-    right_l = np.array([stats.correct(r) for r in large], dtype=float)
     lines = [f"P(IK) in front of stepwise routers, the same {len(piks)} problems: a skipped query goes to the large model alone, "
-             f"the rest to the router as it runs alone; time predicted from this machine's profile; thresholds: quantiles of P(IK) "
+             f"the rest to the router as it runs alone; time {time_basis}; thresholds: quantiles of P(IK) "
              f"on the {args.calib} problems (first {args.calib_limit}).", ""]
     lines += ["| config | P(IK) skips | accuracy | rel. decode | rel. FLOPs | rel. time | vs random (decode) [95% CI] | vs random (FLOPs) [95% CI] "
               "| vs random (time) [95% CI] | vs the router alone [95% CI] |", "|" + "---|" * 10]
     for label, records in gated.items():
         right_r = np.array([stats.correct(r) for r in records], dtype=float)
-        cost_r = {u: np.array([stats.spent(r, u, profiles) for r in records]) for u in units}
         for q in (0.0, 0.1, 0.2, 0.3, 0.4):
             t = float(np.quantile(calib_pik, q)) if q else None
             skip = piks < t if t is not None else np.zeros(len(piks), dtype=bool)
             acc = np.where(skip, right_l, right_r)
-            cells = []
-            for u in units:
-                large_u = spend[u]["large"]
-                spent_u = np.where(skip, large_u, cost_r[u]) + (pik_pass[u] if t is not None else 0)
-                rel = spent_u.sum() / large_u.sum()
-                p = stats.random_share(rel, spend[u]["small"].sum() / large_u.sum(), 1.0)
-                cells.append((rel, stats.paired(list(acc - ((1 - p) * right_s + p * right_l)))))
-            rels = {u: f"{rel:.2f}" for u, (rel, _) in zip(units, cells, strict=True)}
-            vs = {u: str(d) for u, (_, d) in zip(units, cells, strict=True)}
+            cells = {}
+            for u, (small_cost, large_cost, pik_cost) in costs.items():
+                spent = np.where(skip, large_cost, gate_costs[label][u]) + (pik_cost if t is not None else 0)
+                cells[u] = _against_random(acc, spent, small_cost, large_cost, right_s, right_l)
             name = label if t is None else f"{label}+pik@{t:.3g}"
-            lines.append(f"| {name} | {skip.mean():.0%} | {acc.mean():.1%} | {rels.get('decode', '–')} | {rels.get('flops', '–')} | {rels.get('time', '–')} "
-                         f"| {vs.get('decode', '–')} | {vs.get('flops', '–')} | {vs.get('time', '–')} | {stats.paired(list(acc - right_r)) if t is not None else '–'} |")
+            lines.append(f"| {name} | {skip.mean():.0%} | {acc.mean():.1%} | {cells['decode'][0]:.2f} | {cells['flops'][0]:.2f} | {cells['time'][0]:.2f} "
+                         f"| {cells['decode'][1]} | {cells['flops'][1]} | {cells['time'][1]} | {stats.paired(list(acc - right_r)) if t is not None else '–'} |")
     return lines
 
 
