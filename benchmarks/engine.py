@@ -146,12 +146,13 @@ def _pik_report(path: str, threads: int) -> str:
 
 def _routed(problems: int, threshold: float) -> dict:
     from steer_cli.datasets import load
-    from steer_cli.routers import make_router
-    from steer_cli.session import build_tiers
-    from steer_cli.solver import Solved, Solver
+    from steer_cli.routes import Route
+    from steer_cli.session import Session
+    from steer_cli.solver import Solved
+    from steer_cli.tiers import build_tiers
 
     tiers = build_tiers()
-    solver = Solver(tiers, make_router("steer", threshold))
+    solver = Session.of(tiers).solver(Route("steer", threshold))
     large_steps = steps = 0
     for item in load("train", problems):
         result = next(e.result for e in solver.solve(item.question) if isinstance(e, Solved))
@@ -208,7 +209,7 @@ def main() -> None:
         return
 
     from steer_cli.engine import physical_cores
-    from steer_cli.session import build_tiers
+    from steer_cli.tiers import build_tiers
 
     small_path = str(build_tiers()[0].path)
     threads = physical_cores()

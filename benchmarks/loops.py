@@ -23,12 +23,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/loops.md"))
     args = ap.parse_args()
 
+    from steer_cli import routes
     from steer_cli.answers import answers_match
-    from steer_cli.routers import make_router
-    from steer_cli.session import build_tiers
-    from steer_cli.solver import Solved, Solver, StepLimits
+    from steer_cli.session import Session
+    from steer_cli.solver import Solved, StepLimits
+    from steer_cli.tiers import build_tiers
 
-    tiers = build_tiers()
+    session = Session.of(build_tiers(), limits=replace(StepLimits(), stop_repetition=False))
     rows, seen, looped = [], 0, []
     for path in args.records:
         router = path.name.split("-", 1)[0]
@@ -38,7 +39,7 @@ def main() -> None:
             if record.get("finish") == "repetition":
                 looped.append((router, record))
     for router, record in looped:
-        solver = Solver(tiers, make_router(router), replace(StepLimits(), stop_repetition=False))
+        solver = session.solver(routes.parse(router))
         started = time.perf_counter()
         free = next(e.result for e in solver.solve(record["problem"]) if isinstance(e, Solved))
         seconds = time.perf_counter() - started

@@ -29,21 +29,23 @@ import numpy as np
 
 from steer_cli import datasets, stats
 from steer_cli import pik as pk
-from steer_cli.commands import common
-from steer_cli.routers import Route
+from steer_cli.evaluate import Bench
+from steer_cli.registry import steer_home
+from steer_cli.routes import Route
+from steer_cli.session import Options, Session
 
 
 def load(args):
-    engine_args = common.EngineArgs(small=args.small, large=args.large, threads=args.threads, n_ctx=args.n_ctx)
-    registry = engine_args.registry()
-    limits = common.step_limits(args.max_steps, args.max_step_tokens, "\\n\\n")
+    trained = (("pik", args.pik),) + ((("policy", args.policy),) if args.policy else ())
+    options = Options(small=args.small, large=args.large, threads=args.threads, n_ctx=args.n_ctx, max_steps=args.max_steps,
+                      max_step_tokens=args.max_step_tokens, trained=trained)
+    session = Session.from_options(options, measure=True)
     items = datasets.problems(args.data, args.limit, need_gold=True)
-    bench = common.bench(engine_args, limits, args.work, registry=registry, policy=common.load_policy(args.policy))
+    bench = Bench(session, args.work or steer_home() / "eval")
     small = bench.records(Route("small"), items)
     large = bench.records(Route("large"), items[: args.cascade_limit or len(items)])
-    model = pk.load(args.pik)
-    common.check_pik(model, bench.engines)
-    engine = bench.engines[0]
+    model = session.artifacts["pik"]
+    engine = session.engines[0]
     calib = datasets.problems(args.calib, args.calib_limit, need_gold=True)
     calib_pt = [r.get("answer_confidence") or 0.0 for r in bench.records(Route("small"), calib)]
     calib_pik = [model.predict(engine.embed_prompt(i.question), i.question) for i in calib]
@@ -56,15 +58,14 @@ def load(args):
         embed_tokens.append(engine.stats.since(before).evaluated_tokens)
     gated = {label: bench.records(route, items[: len(large)]) for label, route in _gate_routes(args.gate, bench)}
     loaded = (items, small, large, np.array(piks), np.array(embed_s), np.array(embed_tokens), engine.params, np.array(calib_pt), np.array(calib_pik))
-    return loaded, gated, bench.meter.profiles
+    return loaded, gated, session.meter.profiles
 
 
 def _gate_routes(spec: str, bench) -> list[tuple[str, Route]]:
-    from steer_cli import evaluate as ev
+    from steer_cli import routes as grammar
 
-    routes = [bench.resolve(r) for r in ev.parse_configs(spec)]
+    routes = [bench.resolve(r) for r in grammar.parse_list(spec, "--gate")]  # a bad spec is refused before anything runs
     for route in routes:
-        route.build(policy=bench.policy)  # a bad spec is refused before anything runs
         if route.router in ("small", "large", "cascade"):
             raise SystemExit(f"--gate takes stepwise routers, not {route.router}")
     return [(r.label, r) for r in routes]

@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from steer_cli.errors import UsageError
 from steer_cli.routers import spec
+from steer_cli.routes import Route
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def search(
     if target < floor - tolerance:
         raise UsageError(
             f"target cost {target:g} is below what the small model alone costs here ({floor:.3f})",
-            f"pick a target of {math.ceil(floor * 100) / 100:.2f} or more, or use --router small",
+            f"pick a target of {math.ceil(floor * 100) / 100:.2f} or more, or answer with the small model alone (ask/batch --router small)",
         )
     low, high = (0.0, floor), None  # (fraction, cost) on each side of the target
     f = initial_fraction(target, floor, decisions)
@@ -155,3 +157,72 @@ def _next_fraction(low: tuple[float, float], high: tuple[float, float] | None, t
     # Keep away from the ends so a flat stretch cannot stall the bracket.
     margin = (f1 - f0) / 8
     return min(max(f, f0 + margin), f1 - margin)
+
+
+@dataclass
+class Found:
+    """What a calibration found: the search, the P(IK) threshold paired with
+    the best one (with a gate), and the check on held-out problems."""
+
+    outcome: Outcome
+    pik: float | None
+    check: Probe | None
+
+
+class Calibrator:
+    """Runs a calibration over real problems with a Bench: the small-only
+    run first (the floor and the scores), then routed probes, reusing every
+    problem whose small-only trace never escalates (greedy decoding only)."""
+
+    def __init__(self, bench: Any, router: str, signal: str | None, out: Any, greedy: bool, pik: Any = None) -> None:
+        self.bench, self.router, self.signal, self.out, self.greedy, self.pik = bench, router, signal, out, greedy, pik
+        self.small_done: dict[str, dict] = {}  # problem key -> small-only record
+
+    def run(self, route: Any, problems: list, what: str) -> tuple[Probe, list[dict]]:
+        """One route over `problems`, as a Probe of its cost and accuracy."""
+        from steer_cli import stats
+
+        reuse = None
+        if route.router != "small" and self.greedy and route.pik is None:  # P(IK) adds its own pass: nothing to reuse
+            if any(p.key not in self.small_done for p in problems):
+                self.run(Route("small"), problems, what)  # with its own progress bar: it is the long part
+
+            def reuse(item: Any) -> dict | None:
+                record = self.small_done[item.key]
+                return {**record, "router": route.router, "reused": "small"} if stays_small(route.router, self.signal, route.threshold, record) else None
+
+        with self.out.counter(f"{what} {route.label}", len(problems), every=10, transient=True) as bar:
+            ticks = iter(range(1, len(problems) + 1))
+            records = self.bench.records(route, problems, lambda: bar.update(next(ticks)), reuse)
+        if route.router == "small":
+            self.small_done.update((r["key"], r) for r in records)
+        unit = self.bench.session.unit
+        s = stats.summarize(route.label, records, meter=self.bench.session.meter)
+        probe = Probe(route.threshold if route.threshold is not None else 0.0, s.cost(unit) or 0.0, accuracy(records), s.n, s.cost_ses[unit])
+        self.out.note(f"{what} {route.label}: {line(probe)}")
+        return probe, records
+
+    def calibrate(self, items: list, held: list, target: float, tolerance: float, rounds: int) -> Found:
+        floor, small_records = self.run(Route("small"), items, "calibration")
+        scores = scores_of(self.router, self.signal, small_records)
+        # With P(IK) the pair of thresholds moves along one line: both are the
+        # same quantile f of their own signal over the calibration problems.
+        engine = self.bench.session.engines[0]
+        pik_scores = [self.pik.predict(engine.embed_prompt(i.question), i.question) for i in items] if self.pik else []
+        paired: dict[float, float | None] = {}
+
+        def to_threshold(f: float) -> float:
+            t = round(quantile(scores, f), 4)
+            paired[t] = round(quantile(pik_scores, f), 4) if self.pik else None
+            return t
+
+        outcome = search(lambda t: self.run(Route(self.router, t, self.signal, paired.get(t)), items, "calibration")[0],
+                         target, floor.cost, to_threshold, tolerance, rounds, decisions_per_query(self.router, small_records))
+        pik = paired.get(outcome.best.threshold)
+        check = self.run(Route(self.router, outcome.best.threshold, self.signal, pik), held, "held-out")[0] if held else None
+        return Found(outcome, pik, check)
+
+
+def line(probe: Probe) -> str:
+    graded = "no gold answers" if probe.accuracy is None else f"{probe.accuracy:.1%}"
+    return f"relative cost {probe.cost:.3f} ± {probe.cost_se:.3f} (s.e.) · accuracy {graded} (n={probe.n})"

@@ -19,26 +19,38 @@ from steer_cli.commands.evaluate import evaluate
 from steer_cli.commands.serve import serve
 
 class OneLineErrors(TyperGroup):
-    """A mistyped command line (a word where a number goes, an unknown
-    option) is one line naming it and the help to read, like every other
-    error, instead of a usage panel."""
+    """The one error map, applied around every command: a known failure
+    (SteerError, or a library error errors.translate knows) and a mistyped
+    command line are each one line on stderr naming the problem and the fix,
+    with a non-zero exit; Ctrl-C exits 130 like any well-behaved Unix tool."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         from typer.core import _click  # typer vendors click; its exceptions live there
 
+        from steer_cli.errors import translate
+        from steer_cli.output import Output
+
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
+        except (KeyboardInterrupt, typer.Abort):
+            print("steer: interrupted", file=sys.stderr)
+            code = 130
+        except typer.Exit as exc:
+            code = exc.exit_code
         except _click.exceptions.NoArgsIsHelpError as exc:
             exc.show()
             code = exc.exit_code
         except _click.exceptions.ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             where = f"see `{ctx.command_path} --help`" if ctx is not None else "see `steer --help`"
-            print(f"steer: error: {exc.format_message()} ({where})", file=sys.stderr)
+            Output().error(f"{exc.format_message()} ({where})")
             code = exc.exit_code
-        except typer.Abort:
-            print("steer: interrupted", file=sys.stderr)
-            code = 130
+        except Exception as exc:
+            err = translate(exc)
+            if err is None:
+                raise
+            Output().error(err)
+            code = err.exit_code
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
@@ -75,4 +87,13 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
+    from steer_cli.errors import SteerError
+    from steer_cli.output import Output
+    from steer_cli.routers import load_plugins
+
+    try:
+        load_plugins()  # before the commands run, so their checks and help know every router
+    except SteerError as err:
+        Output().error(err)
+        sys.exit(err.exit_code)
     app()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from steer_cli.engine import EngineStats
+from steer_cli.units import flops as flops_of
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ModelCost:
             decoded_tokens=stats.decoded_tokens,
             evaluated_tokens=stats.evaluated_tokens,
             reused_tokens=stats.reused_tokens,
-            flops=2.0 * params * processed,
+            flops=flops_of(params, processed),
             wall_s=round(stats.wall_s, 4),
             price_usd=billed,
             scored_tokens=stats.scored_tokens,
@@ -62,7 +63,7 @@ class Cost:
     @classmethod
     def of(cls, models: list[ModelCost], large_only_tokens: int, large_params: int, wall_s: float) -> Cost:
         flops = sum(m.flops for m in models)
-        reference = 2.0 * large_params * large_only_tokens
+        reference = flops_of(large_params, large_only_tokens)
         return cls(
             models=models,
             flops=flops,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from steer_cli import jsonl
 from steer_cli.errors import UsageError
 
 SHIPPED = ("dev", "train")
@@ -75,7 +76,7 @@ def parse_rows(text: str, prefix: str = "") -> list[Item]:
     """Every non-blank line as an Item, bad ones carrying their error."""
     items: list[Item] = []
     first_line: dict[str, int] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(jsonl.split(text), 1):
         if not raw.strip():
             continue
         item = _parse_row(raw, n, prefix)
@@ -160,4 +161,6 @@ def problems(source: str, limit: int | None = None, strict: bool = False, need_g
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    from steer_cli.output import Output
+
+    Output().warn(line.removeprefix("steer: "))

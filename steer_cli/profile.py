@@ -67,30 +67,68 @@ def save(profile: Profile, profile_key: str) -> Path:
     return target
 
 
+SPREAD = 1.6  # fastest / slowest repeat of a rate above which a profile is too noisy to keep
+STEADY_S = 0.25  # repeats shorter than this are timer noise, not load: not judged
+
+
 def measure(engine, problems: list[str], reps: int = 3, tick=lambda: None) -> Profile:
     """Median rates over `reps` problems through steer's own step writer (its
     per-token work included, as in a real run); each rep reads a different
     problem so no prefix cache flatters prefill, and decodes a few hundred
     tokens into the transcript, where solutions decode (a best-of or a decode
-    right after the prompt predicted GSM8K runs 11-13% fast)."""
+    right after the prompt predicted GSM8K runs 11-13% fast). A noisy set of
+    repeats (another job on the CPU) is measured once more, then refused."""
     import statistics
 
     import llama_cpp
 
     from steer_cli.engine import physical_cores
-    from steer_cli.fetch import content_sha256
-    from steer_cli.solver import StepLimits, write_step
 
     engine.start(problems[0])
     engine.next_token()  # weights load here, outside the timed parts
     load_s = engine.stats.load_s
+    rates = timed_rates(engine, problems[1 : reps + 1], tick)
+    if noisy(rates):
+        rates = timed_rates(engine, problems[1 : reps + 1], tick)
+    why = noisy(rates)
+    if why:
+        raise SteerError(f"{engine.name} measured unsteadily ({why}): another job was likely using the CPU; no profile saved",
+                         "run `steer bench` again when the machine is quiet, or pass --cost-unit decode")
+    threads = engine.options.n_threads or physical_cores()
+    median = statistics.median
+    return Profile(engine.name, engine.identity, threads, engine.options.n_gpu_layers, llama_cpp.__version__,
+                   round(median(rates["prefill"]), 2), round(median(rates["decode"]), 2), round(median(rates["score"]), 2), round(load_s, 3))
+
+
+def noisy(rates: dict[str, list[float]]) -> str | None:
+    """What makes a set of repeats too uneven to trust, or None (`seconds`
+    holds how long each kind's repeats took)."""
+    for kind, values in rates.items():
+        if kind == "seconds" or min(rates["seconds"].get(kind, [0.0]), default=0.0) < STEADY_S:
+            continue
+        if len(values) > 1 and min(values) > 0 and max(values) / min(values) > SPREAD:
+            return f"{kind} {min(values):.1f}-{max(values):.1f} tok/s across {len(values)} repeats"
+    return None
+
+
+def timed_rates(engine, problems: list[str], tick=lambda: None) -> dict:
+    """Prefill, decode and scoring tokens per second, one of each per problem,
+    and under "seconds" how long each took."""
+    from steer_cli.solver import StepLimits, write_step
+
     limits = StepLimits(delimiter="", max_step_tokens=DECODE_TOKENS, stop_repetition=False)
-    prefill, decode, score = [], [], []
-    for text in problems[1 : reps + 1]:
+    rates: dict = {"prefill": [], "decode": [], "score": [], "seconds": {"prefill": [], "decode": [], "score": []}}
+
+    def timed(kind: str, tokens: int, started: float) -> None:
+        seconds = time.perf_counter() - started
+        rates[kind].append(tokens / seconds)
+        rates["seconds"][kind].append(seconds)
+
+    for text in problems:
         before, started = engine.stats.snapshot(), time.perf_counter()
         engine.start(text)
         engine.next_token()
-        prefill.append(engine.stats.since(before).evaluated_tokens / (time.perf_counter() - started))
+        timed("prefill", engine.stats.since(before).evaluated_tokens, started)
         room = min(CONTEXT_TOKENS, engine.options.n_ctx // 4) // max(1, engine.count_tokens(DRAFT))
         engine.append_text(DRAFT * max(1, room))
         engine.next_token()
@@ -101,23 +139,18 @@ def measure(engine, problems: list[str], reps: int = 3, tick=lambda: None) -> Pr
                 next(writer)
             except StopIteration as done:
                 step = done.value
-        decode.append(max(step.tokens, 1) / (time.perf_counter() - started))
+        timed("decode", max(step.tokens, 1), started)
         engine.next_token()  # the last sampled token's evaluation is decode work, outside the scoring time
         started = time.perf_counter()
-        scored = len(engine.score_text(DRAFT))
-        score.append(scored / (time.perf_counter() - started))
+        timed("score", len(engine.score_text(DRAFT)), started)
         tick()
-    threads = engine.options.n_threads or physical_cores()
-    median = statistics.median
-    return Profile(engine.name, content_sha256(engine.path), threads, engine.options.n_gpu_layers, llama_cpp.__version__,
-                   round(median(prefill), 2), round(median(decode), 2), round(median(score), 2), round(load_s, 3))
-
+    return rates
 
 def for_engines(engines: list, problems: list[str], refresh: bool = False, say=lambda line: None, measure_missing: bool = True) -> dict[str, Profile]:
     """Each local engine's profile, measured once per machine setting and then
     reused; with `measure_missing` False only the stored ones."""
     from steer_cli.engine import LlamaEngine, physical_cores
-    from steer_cli.fetch import content_sha256
+    from steer_cli.files import content_sha256
 
     found = {}
     for engine in engines:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import IO
 
+from steer_cli import jsonl
 from steer_cli.errors import UsageError
 
 
@@ -36,29 +35,19 @@ class RecordFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.by_key: dict[str, dict] = read_records(path)
-        self._stream: IO[str] | None = None
+        self._out = jsonl.Appender(path)
 
     def get(self, key: str) -> dict | None:
         return self.by_key.get(key)
 
     def add(self, key: str, record: dict) -> dict:
         record = {**record, "key": key}
-        if self._stream is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream = open(self.path, "a", encoding="utf-8")
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        self._out.append(record)
         self.by_key[key] = record
         return record
 
     def close(self) -> None:
-        if self._stream is not None:
-            try:
-                os.fsync(self._stream.fileno())
-            except OSError:
-                pass
-            self._stream.close()
-            self._stream = None
+        self._out.close()
 
     def __enter__(self) -> RecordFile:
         return self
@@ -70,21 +59,14 @@ class RecordFile:
 def read_records(path: Path) -> dict[str, dict]:
     """Keyed records in `path`; a torn last line (the process died mid-write)
     is ignored and cut off before anything is appended."""
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
+    lines, torn = jsonl.read(path)
     records: dict[str, dict] = {}
-    for n, line in enumerate(data[:keep].decode("utf-8", "replace").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise UsageError(f"{path} line {n} is not a record", "remove that line or the file; it is a cache and will be rebuilt") from None
         if isinstance(record, dict) and "key" in record and "error" not in record:
             records[record["key"]] = record
-    if keep < len(data):
-        with path.open("r+b") as f:
-            f.truncate(keep)
+    jsonl.cut(path, torn)
     return records

@@ -230,7 +230,7 @@ def _check_tiers(registry: Registry, path: Path) -> None:
         raise UsageError(f"{path}: defaults.tiers: unknown tier set {registry.defaults.tiers!r}", "name one of the sets under tiers:")
 
 
-def save_user_defaults(updates: dict[str, dict[str, Any]], config: Path | None = None) -> Path:
+def save_user_defaults(updates: dict[str, Any], config: Path | None = None) -> Path:
     """Merge per-router maps (e.g. {"thresholds": {"steer": 0.41}}) into the
     user's file under `defaults:`, writing a temp file and renaming it over
     the old one so an interruption never leaves half a config."""
@@ -242,7 +242,7 @@ def save_user_defaults(updates: dict[str, dict[str, Any]], config: Path | None =
             raise UsageError(f"{path}: top level must be a mapping", "fix or move that file, then calibrate again")
     defaults = raw.setdefault("defaults", {})
     for key, values in updates.items():
-        defaults[key] = {**(defaults.get(key) or {}), **values}
+        defaults[key] = {**(defaults.get(key) or {}), **values} if isinstance(values, dict) else values
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")

@@ -57,6 +57,11 @@ class RemoteEngine:
         self.stop = "\n\n"  # the step delimiter, set by the solver: the server stops there
 
     @property
+    def identity(self) -> str:
+        """A served model is known by its endpoint and the model it names."""
+        return f"{self.endpoint.base_url}#{self.endpoint.model}"
+
+    @property
     def params(self) -> int:
         return self._params
 
@@ -203,7 +208,7 @@ class RemoteEngine:
             if not retry or attempt == RETRIES - 1:
                 break
             time.sleep(0.5 * 2**attempt)
-        raise SteerError(problem, "check that the server is up and the model name is right; a rerun of batch resumes where it stopped")
+        raise SteerError(problem, "check that the server is up and the model name is right (a rerun of batch or eval resumes where it stopped)")
 
     def _account(self, payload: dict, seconds: float) -> dict:
         usage = payload.get("usage") or {}

@@ -16,7 +16,7 @@ NAMES = {"time": "time", "decode": "decode", "flops": "FLOPs", "price": "price"}
 
 
 def header(unit: str, every_unit: bool = False) -> tuple[str, ...]:
-    versus = [f"vs random ({NAMES[u]}) [95% CI]" for u in (UNITS if every_unit else (unit,))]
+    versus = [f"vs random ({NAMES[u]}) [95% CI], line" for u in (UNITS if every_unit else (unit,))]
     return (
         "config", "n", "accuracy", "95% CI", *(f"rel. {NAMES[u]}" for u in UNITS), "rel. wall", "large tok/prob", "large steps",
         "s/prob", "pred. s/prob", "gap recovered", *versus, "vs large [95% CI]",
@@ -27,6 +27,11 @@ def _cell(value: float | Paired | None, fmt: str = "") -> str:
     if value is None:
         return "-"
     return str(value) if isinstance(value, Paired) else format(value, fmt)
+
+
+def _versus(value: Paired | None) -> str:
+    """A paired difference with where it puts the route: above, on or below the line."""
+    return "-" if value is None else f"{value} {value.verdict}"
 
 
 def rows(summaries: list[Summary], unit: str, every_unit: bool = False) -> list[tuple[str, ...]]:
@@ -43,7 +48,7 @@ def rows(summaries: list[Summary], unit: str, every_unit: bool = False) -> list[
             f"{s.wall_s_per_problem:.1f}",
             _cell(s.predicted_s_per_problem, ".1f"),
             _cell(s.gap_recovered, ".0%"),
-            *(_cell(s.vs_random_by_unit.get(u)) for u in (UNITS if every_unit else (unit,))),
+            *(_versus(s.vs_random_by_unit.get(u)) for u in (UNITS if every_unit else (unit,))),
             _cell(s.vs_large),
         )
         for s in summaries
@@ -64,9 +69,13 @@ def markdown(summaries: list[Summary], unit: str = "time") -> str:
     return "\n".join(lines)
 
 
-def as_json(summaries: list[Summary]) -> str:
+def as_payload(summaries: list[Summary]) -> list[dict]:
     """What summary.json holds: one object per configuration."""
-    return json.dumps([_plain(s) for s in summaries], indent=2)
+    return [_plain(s) for s in summaries]
+
+
+def as_json(summaries: list[Summary]) -> str:
+    return json.dumps(as_payload(summaries), indent=2)
 
 
 def _plain(summary: Summary) -> dict:
@@ -76,6 +85,19 @@ def _plain(summary: Summary) -> dict:
         return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
 
     return {k: plain(v) for k, v in vars(summary).items()}
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an --out that cannot take the files, before anything is solved."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file", "pass a directory for summary.json, .csv, .md and frontier.png")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".steer-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {out} cannot be written ({exc.strerror})", "pass a directory you can write to") from None
 
 
 def write_outputs(summaries: list[Summary], out: Path, unit: str = "time") -> list[Path]:

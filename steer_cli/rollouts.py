@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steer_cli import loops, units
+from steer_cli import jsonl, loops, units
 from steer_cli.answers import answers_match, extract_answer
 from steer_cli.policy import NODES, Trace, features
 from steer_cli.signals import SIGNALS
@@ -113,13 +113,9 @@ class TreeEnv:
         self.cache: dict[str, Any] = {}
         self.computed = 0  # outcomes computed by the engines (the rest came from the cache)
         self._reference: dict[str, float] = {}  # problem -> the top tier's cost alone
-        if cache is not None and cache.exists():
-            for line in cache.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.cache[entry["key"]] = entry["value"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line from an interruption
+        if cache is not None:
+            self.cache.update((row["key"], row["value"]) for row in jsonl.rows(cache) if "key" in row and "value" in row)
+        self._out = jsonl.Appender(cache) if cache is not None else None
 
     # -- outcomes ---------------------------------------------------------------
     def _key(self, kind: str, problem: str, steps: list[Written], extra: str = "") -> str:
@@ -129,9 +125,8 @@ class TreeEnv:
     def _remember(self, key: str, value: Any) -> Any:
         self.cache[key] = value
         self.computed += 1
-        if self.cache_path is not None:
-            with self.cache_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": key, "value": value}) + "\n")
+        if self._out is not None:
+            self._out.append({"key": key, "value": value})
         return value
 
     def _at(self, tier: int, problem: str, steps: list[Written]) -> Any:

@@ -7,6 +7,7 @@ threshold means "not confident enough here, go one tier up".
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -18,6 +19,8 @@ from steer_cli.errors import UsageError
 from steer_cli.signals import SIGNALS, NextToken, confidence
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from steer_cli.pik import PikModel
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 class Decision:
     tier: int
     score: float | None = None  # the confidence the decision was made on
+    by: str = "pik"  # what `score` is, where a query's first tier is decided (records name it)
 
 
 @dataclass
@@ -66,27 +70,61 @@ class Router(Protocol):
 
 class RouterBase:
     """What a router does where it has nothing to add: routes by step, reviews
-    no draft, keeps every answer, and lets tier 0 start the problem unless a
-    P(IK) gate (`+pik`, any router) judges it hopeless for tier 0, in which
-    case the tiers above solve it without tier 0."""
+    no draft, keeps every answer, and lets tier 0 start every problem."""
 
     level = "step"
     reviews = False
-    pik: PikModel | None = None
-    pik_threshold: float = 0.0
 
     def review(self, draft: Draft) -> Decision:
         return Decision(tier=draft.tier)
 
     def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
-        """0, or 1 when P(IK) says tier 0 will not know (the pass is paid only with a gate)."""
-        if self.pik is None or n_tiers < 2:
-            return Decision(tier=0)
-        score = round(self.pik.predict(embed(), problem), 6)
-        return Decision(tier=0 if score >= self.pik_threshold else 1, score=score)
+        return Decision(tier=0)
 
     def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision:
         return Decision(tier=tier)
+
+
+@dataclass
+class Gated:
+    """The P(IK) gate (`+pik`) in front of any router: a query P(IK) judges
+    hopeless for tier 0 is solved by the tiers above without it; the rest go
+    to the router as they are. The embedding pass is paid only here."""
+
+    inner: Router
+    pik: PikModel
+    threshold: float
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def level(self) -> str:
+        return self.inner.level
+
+    @property
+    def reviews(self) -> bool:
+        return self.inner.reviews
+
+    def decide(self, point: DecisionPoint) -> Decision:
+        return self.inner.decide(point)
+
+    def review(self, draft: Draft) -> Decision:
+        return self.inner.review(draft)
+
+    def keep(self, confidence: float | None, tier: int, n_tiers: int) -> Decision:
+        return self.inner.keep(confidence, tier, n_tiers)
+
+    def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
+        """1 when P(IK) says tier 0 will not know; else what the router says."""
+        if n_tiers < 2:
+            return self.inner.first_tier(embed, problem, n_tiers)
+        score = round(self.pik.predict(embed(), problem), 6)
+        if score < self.threshold:
+            return Decision(tier=1, score=score)
+        inner = self.inner.first_tier(embed, problem, n_tiers)
+        return inner if inner.tier > 0 else Decision(tier=0, score=score)
 
 
 @dataclass
@@ -133,6 +171,31 @@ class RandomRouter(RouterBase):
     def decide(self, point: DecisionPoint) -> Decision:
         score = self._rng.random()
         return Decision(tier=point.n_tiers - 1 if score < self.threshold else 0, score=score)
+
+
+def mix_draw(problem: str) -> float:
+    """A problem's fixed draw in [0, 1): from a hash of its text, so every run
+    on every machine (and every --seed) sends the same queries up."""
+    digest = hashlib.sha256(problem.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class MixRouter(RouterBase):
+    """Random mixing of whole queries, the line every router is judged
+    against and a legitimate choice of its own: a share `threshold` of the
+    queries, picked by a hash of the problem (mix_draw), is solved by the top
+    tier alone, the rest by the smallest alone."""
+
+    threshold: float  # p, the share sent to the top tier
+    name: str = "mix"
+
+    def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
+        draw = round(mix_draw(problem), 6)
+        return Decision(tier=n_tiers - 1 if draw < self.threshold else 0, score=draw, by="mix")
+
+    def decide(self, point: DecisionPoint) -> Decision:
+        return Decision(tier=0)
 
 
 @dataclass
@@ -186,9 +249,9 @@ class TrimRouter(RouterBase):
 class CascadeRouter(RouterBase):
     """Confidence cascade (arXiv 2602.22090), query level: a tier's whole
     answer is kept when its answer confidence P(T) reaches the threshold,
-    else the next tier solves the problem afresh. With a P(IK) classifier,
-    a query it judges hopeless for the smallest tier (P(IK) below
-    `pik_threshold`) skips that tier before it spends anything (RouterBase)."""
+    else the next tier solves the problem afresh. With a P(IK) gate in front
+    (Gated), a query it judges hopeless for the smallest tier skips that tier
+    before it spends anything."""
 
     threshold: float
     name: str = "cascade"
@@ -294,6 +357,14 @@ def _steer_stays(signal: str | None, threshold: float, record: dict) -> bool:
     return all(score >= threshold + _ROUNDING for score in scores)
 
 
+def _mix_scores(signal: str | None, records: list[dict]) -> list[float]:
+    return [mix_draw(r["problem"]) for r in records if "steps" in r]
+
+
+def _mix_stays(signal: str | None, threshold: float, record: dict) -> bool:
+    return mix_draw(record["problem"]) >= threshold
+
+
 def _trim_scores(signal: str | None, records: list[dict]) -> list[float]:
     if signal not in ("self", "self-min"):
         return []  # verify and prm scores need a model the small-only run never asked
@@ -313,7 +384,7 @@ def _cascade_stays(signal: str | None, threshold: float, record: dict) -> bool:
     return (record.get("answer_confidence") or 0.0) >= threshold + _ROUNDING
 
 
-def _make_trim(threshold: float, signal: str, seed: int) -> Router:
+def _make_trim(threshold: float, signal: str, seed: int, artifact: Any = None) -> Router:
     prm_url = os.environ.get("STEER_PRM_URL")
     if signal == "prm" and not prm_url:
         raise UsageError("--signal prm needs a process reward model endpoint", "set STEER_PRM_URL=http://host:port/score")
@@ -321,107 +392,154 @@ def _make_trim(threshold: float, signal: str, seed: int) -> Router:
 
 
 @dataclass(frozen=True)
+class ArtifactSpec:
+    """A trained file some router (or the P(IK) gate) reads: how it loads, how
+    it is checked against the tiers it would route, what of it keys records,
+    and the threshold a route takes from it when none is named."""
+
+    kind: str  # its name in `--trained KIND=FILE`
+    load: Callable[[Path], Any]  # format-checked, before any model loads
+    check: Callable[[Any, list], None] = lambda artifact, engines: None  # refuse one trained for other models
+    key: Callable[[Any], Any] = lambda artifact: None  # what of it changes a run's records
+    threshold: Callable[[Any, Any], float | None] = lambda artifact, defaults: None  # artifact, models.yaml defaults
+    train: str = ""  # the command that makes one, for error messages
+
+
+@dataclass(frozen=True)
 class RouterSpec:
     """Everything steer knows about a router, in one place: how to build it,
-    what it reads, what its threshold means, and how calibration probes it."""
+    what it reads (signals, a trained file), what its threshold means, and how
+    calibration probes it. CLI help, route validation and serve read it."""
 
     name: str
-    make: Callable[[float, str, int], Router]
+    make: Callable[[float, str, int, Any], Router]  # threshold, signal, seed, loaded artifact (or None)
     signals: tuple[str, ...] = ()  # what --signal may name; the first is the default
-    threshold: float | None = None  # the fallback threshold; None: the router has none
+    threshold: float | None = None  # the fallback threshold; None: the router has none (and takes no gate)
     rule: str = ""  # the legend: what falling below the threshold does
     per_query: bool = False  # one routing decision per query (calibration's cost model)
+    needs: ArtifactSpec | None = None  # a trained file it cannot run without
     scores: Callable[[str | None, list[dict]], list[float]] = lambda signal, records: []
     stays_small: Callable[[str | None, float, dict], bool] = lambda signal, threshold, record: False
 
+    @property
+    def fixed(self) -> bool:
+        """One tier always (small, large): no threshold, no signal, no gate."""
+        return self.threshold is None
 
-REGISTRY: dict[str, RouterSpec] = {
-    spec.name: spec
-    for spec in (
-        RouterSpec("small", lambda t, s, seed: FixedRouter(name="small", top=False)),
-        RouterSpec("large", lambda t, s, seed: FixedRouter(name="large", top=True)),
-        RouterSpec("steer", lambda t, s, seed: SteerRouter(threshold=t, signal=s), tuple(SIGNALS), 0.5,
-                   "{signal} before a step < {threshold} → a larger model writes it", scores=_steer_scores, stays_small=_steer_stays),
-        RouterSpec("random", lambda t, s, seed: RandomRouter(threshold=t, seed=seed), (), 0.5, "each step goes to the top tier with probability {threshold}"),
-        RouterSpec("trim", _make_trim, ("self", "self-min", "verify", "verify-min", "prm"), 0.5,
-                   "{signal} score of a draft < {threshold} → discarded, a larger model rewrites it", scores=_trim_scores, stays_small=_trim_stays),
-        RouterSpec("cascade", lambda t, s, seed: CascadeRouter(threshold=t), ("answer",), 0.5,
-                   "P(T) of an answer < {threshold} → the next tier solves the problem", per_query=True, scores=_cascade_scores, stays_small=_cascade_stays),
-        RouterSpec("policy", lambda t, s, seed: PolicyRouter(threshold=t), (), 0.5,
-                   "learned policy: P(cheap action) < {threshold} → verify, reject or escalate"),
-    )
-}
-ROUTERS = tuple(REGISTRY)
-THRESHOLDED = tuple(name for name, spec in REGISTRY.items() if spec.threshold is not None)
-DEFAULT_THRESHOLDS = {name: spec.threshold for name, spec in REGISTRY.items() if spec.threshold is not None}
-ROUTER_SIGNALS: dict[str, tuple[str, ...]] = {name: spec.signals for name, spec in REGISTRY.items() if spec.signals}
+
+def _load_policy(path: Path) -> Any:
+    from steer_cli import policy
+
+    return policy.load(path)
+
+
+def _check_policy(trained: Any, engines: list) -> None:
+    from steer_cli.policy import check_models
+
+    check_models(trained, [e.identity for e in engines], [e.name for e in engines])
+
+
+def _load_pik(path: Path) -> Any:
+    from steer_cli import pik
+
+    return pik.load(path)
+
+
+def _check_pik(model: Any, engines: list) -> None:
+    from steer_cli.pik import check_engine
+
+    check_engine(model, engines[0])
+
+
+POLICY = ArtifactSpec("policy", _load_policy, _check_policy, key=lambda p: p.body(), threshold=lambda p, defaults: p.threshold, train="steer policy train")
+# The P(IK) gate in front of any routing router (`+pik`): not a router, a trained file all of them may read.
+def _pik_threshold(model: Any, defaults: Any) -> float:
+    from steer_cli.pik import default_threshold
+
+    return default_threshold(model, defaults)
+
+
+PIK = ArtifactSpec("pik", _load_pik, _check_pik, key=lambda m: m.to_json(), threshold=_pik_threshold, train="steer pik train")
+
+REGISTRY: dict[str, RouterSpec] = {}
+ARTIFACTS: dict[str, ArtifactSpec] = {PIK.kind: PIK}
+
+
+def register(entry: RouterSpec) -> RouterSpec:
+    """Add a router (and the trained file it reads) to what every command,
+    route and server knows: a new router is its module plus this call."""
+    REGISTRY[entry.name] = entry
+    if entry.needs is not None:
+        ARTIFACTS[entry.needs.kind] = entry.needs
+    return entry
+
+
+for _entry in (
+    RouterSpec("small", lambda t, s, seed, a: FixedRouter(name="small", top=False)),
+    RouterSpec("large", lambda t, s, seed, a: FixedRouter(name="large", top=True)),
+    RouterSpec("steer", lambda t, s, seed, a: SteerRouter(threshold=t, signal=s), tuple(SIGNALS), 0.5,
+               "{signal} before a step < {threshold} → a larger model writes it", scores=_steer_scores, stays_small=_steer_stays),
+    RouterSpec("random", lambda t, s, seed, a: RandomRouter(threshold=t, seed=seed), (), 0.5, "each step goes to the top tier with probability {threshold}"),
+    RouterSpec("mix", lambda t, s, seed, a: MixRouter(threshold=t), (), 0.5, "a share {threshold} of the queries (by a hash of the problem) → the top tier alone",
+               per_query=True, scores=_mix_scores, stays_small=_mix_stays),
+    RouterSpec("trim", _make_trim, ("self", "self-min", "verify", "verify-min", "prm"), 0.5,
+               "{signal} score of a draft < {threshold} → discarded, a larger model rewrites it", scores=_trim_scores, stays_small=_trim_stays),
+    RouterSpec("cascade", lambda t, s, seed, a: CascadeRouter(threshold=t), ("answer",), 0.5,
+               "P(T) of an answer < {threshold} → the next tier solves the problem", per_query=True, scores=_cascade_scores, stays_small=_cascade_stays),
+    RouterSpec("policy", lambda t, s, seed, a: PolicyRouter(threshold=t, policy=a), (), 0.5,
+               "learned policy: P(cheap action) < {threshold} → verify, reject or escalate", needs=POLICY),
+):
+    register(_entry)
+
+
+def load_plugins() -> None:
+    """Routers from other packages, each a module that calls `register`:
+    those installed under the `steer.routers` entry point, and the modules
+    named in STEER_PLUGINS (comma-separated; for a router not packaged yet)."""
+    from importlib import import_module, metadata
+
+    loaders = [ep.load for ep in metadata.entry_points(group="steer.routers")]
+    loaders += [lambda name=name.strip(): import_module(name) for name in os.environ.get("STEER_PLUGINS", "").split(",") if name.strip()]
+    for load in loaders:
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 - any failure of a plugin is the user's to hear about, in one line
+            raise UsageError(f"a router plugin failed to load: {type(exc).__name__}: {exc}", "fix the plugin, or unset STEER_PLUGINS") from None
+
 
 
 def spec(name: str) -> RouterSpec:
     if name not in REGISTRY:
-        raise UsageError(f"unknown router {name!r}", f"use one of: {', '.join(ROUTERS)}")
+        raise UsageError(f"unknown router {name!r}", f"use one of: {', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 
+def names(fixed: bool | None = None) -> list[str]:
+    """The registered routers; `fixed` False: only those with a threshold."""
+    return [n for n, e in REGISTRY.items() if fixed is None or e.fixed == fixed]
+
+
+def with_signals() -> list[str]:
+    return [n for n, e in REGISTRY.items() if e.signals]
+
+
 def default_signal(router: str) -> str | None:
-    return ROUTER_SIGNALS[router][0] if router in ROUTER_SIGNALS else None
+    entry = REGISTRY.get(router)
+    return entry.signals[0] if entry is not None and entry.signals else None
 
 
-@dataclass(frozen=True)
-class Route:
-    """A router with its threshold and signal: what `make_router` builds, and
-    the label (`steer:entropy@0.36`) that records and tables go by."""
-
-    router: str
-    threshold: float | None = None
-    signal: str | None = None
-    pik: float | None = None  # the P(IK) gate's threshold, None = no gate
-
-    @property
-    def label(self) -> str:
-        name = self.router if self.signal is None else f"{self.router}:{self.signal}"
-        name = name if self.threshold is None else f"{name}@{self.threshold:g}"
-        return name if self.pik is None else f"{name}+pik@{self.pik:g}"
-
-    def build(self, seed: int = 0, pik: PikModel | None = None, policy: Policy | None = None) -> Router:
-        if self.pik is not None and pik is None:
-            raise UsageError(f"{self.label} needs a P(IK) classifier", "pass --pik FILE (from `steer pik train`)")
-        router = make_router(self.router, self.threshold, self.signal, seed)
-        if isinstance(router, PolicyRouter):
-            if policy is None:
-                raise UsageError("router policy needs a trained policy", "pass --policy FILE (from `steer policy train`)")
-            router.policy = policy
-        if self.pik is not None:
-            if not 0.0 <= self.pik <= 1.0:
-                raise UsageError(f"P(IK) threshold {self.pik:g} is outside [0, 1]", "pass a value like 0.2")
-            router.pik, router.pik_threshold = pik, self.pik
-        return router
+def help_text() -> str:
+    """The --router help, read from the registry so it never lags behind it."""
+    trained = [f"{n} (with --trained {e.needs.kind}=FILE)" for n, e in REGISTRY.items() if e.needs is not None]
+    plain = [n for n, e in REGISTRY.items() if e.needs is None]
+    return f"{', '.join(plain + trained)}; default from models.yaml."
 
 
-def fill(route: Route, defaults, policy: Policy | None = None) -> Route:
-    """`route` with what was left unnamed taken from models.yaml's defaults
-    (then, for a policy route, the policy file's calibrated threshold; then the
-    router's own), so a label always says what actually ran."""
-    refuse_fixed_pik(route.router, route.pik is not None)
-    if route.router in ("small", "large"):
-        return Route(route.router)
-    threshold = route.threshold
-    if threshold is None:
-        threshold = defaults.thresholds.get(route.router)
-    if threshold is None and route.router == "policy" and policy is not None:
-        threshold = policy.threshold
-    if threshold is None:
-        threshold = DEFAULT_THRESHOLDS.get(route.router)
-    return Route(route.router, threshold, route.signal or defaults.signals.get(route.router) or default_signal(route.router), route.pik)
+def signal_help() -> str:
+    return "What the router reads. " + "; ".join(f"{n}: {', '.join(e.signals)}" for n, e in REGISTRY.items() if e.signals) + "."
 
 
-def refuse_fixed_pik(router: str, gated: bool) -> None:
-    """A P(IK) gate needs a router to hand the other queries to."""
-    if gated and router in ("small", "large"):
-        raise UsageError(f"router {router} does not read P(IK)", "put +pik on a routing router, e.g. steer+pik@0.2 or cascade@0.999+pik@0.2")
-
-
-def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0) -> Router:
+def make_router(name: str, threshold: float | None = None, signal: str | None = None, seed: int = 0, artifact: Any = None) -> Router:
     """Build a router by name; `threshold`/`signal` None take the router's defaults."""
     entry = spec(name)
     signal = signal or default_signal(name)
@@ -429,4 +547,6 @@ def make_router(name: str, threshold: float | None = None, signal: str | None = 
         raise UsageError(f"router {name} has no signal {signal!r}", f"use one of: {', '.join(entry.signals)}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"threshold {threshold} is outside [0, 1]", "pass a value like 0.5")
-    return entry.make(entry.threshold or 0.0 if threshold is None else threshold, signal or "", seed)
+    if entry.needs is not None and artifact is None:
+        raise UsageError(f"router {name} needs a trained {entry.needs.kind} file", f"pass --trained {entry.needs.kind}=FILE (from `{entry.needs.train}`)")
+    return entry.make(entry.threshold or 0.0 if threshold is None else threshold, signal or "", seed, artifact)

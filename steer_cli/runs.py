@@ -11,14 +11,15 @@ reason, and the run goes on.
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+
+from steer_cli import jsonl
 from steer_cli.answers import answers_match, gold_answer
 from steer_cli.datasets import Item
 from steer_cli.errors import UsageError
-from steer_cli.solver import Result, Solved, Solver
+from steer_cli.solver import Event, Result, Solved, Solver
 
 
 def batch_key(item: Item) -> str:
@@ -33,27 +34,19 @@ def read_done(path: Path) -> dict[str, dict]:
     must be a steer result file, checked before anything is changed; then a
     torn last line (the process died mid-write) is cut off so appending
     starts clean. Error records are not finished: a rerun retries them."""
-    if not path.exists():
-        return {}
     if path.is_dir():
         raise UsageError(f"-o {path} is a directory", "pass a file path for the results, e.g. -o results.jsonl")
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
+    lines, torn = jsonl.read(path)
     done: dict[str, dict] = {}
-    for n, line in enumerate(data[:keep].decode("utf-8", "replace").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, line in lines:
         record = _record(line)
         if record is None:
             raise UsageError(f"-o {path} is not a steer result file (line {n} is not a result record)", "pass a new or earlier `steer batch` output file")
         if "error" not in record and "key" in record:
             done[record["key"]] = record
-    torn = data[keep:]
-    if torn.strip():
-        if not torn.startswith(b'{"id":'):
-            raise UsageError(f"-o {path} is not a steer result file (its last line is not a result record)", "pass a new or earlier `steer batch` output file")
-        with path.open("r+b") as f:
-            f.truncate(keep)
+    if torn.strip() and not torn.startswith(b'{"id":'):
+        raise UsageError(f"-o {path} is not a steer result file (its last line is not a result record)", "pass a new or earlier `steer batch` output file")
+    jsonl.cut(path, torn)
     return done
 
 
@@ -65,6 +58,18 @@ def _record(line: str) -> dict | None:
     if not isinstance(record, dict) or "id" not in record or not ("steps" in record or "error" in record):
         return None
     return record
+
+
+def pending(items: list[Item], done: dict[str, dict], tally: Tally) -> list[Item]:
+    """The items a rerun still has to do; the finished ones are tallied."""
+    todo = []
+    for item in items:
+        record = done.get(batch_key(item)) if item.error is None else None
+        if record is not None:
+            tally.add(record)
+        else:
+            todo.append(item)
+    return todo
 
 
 def result_record(item: Item, result: Result, key: str | None = None) -> dict:
@@ -81,23 +86,21 @@ def error_record(item: Item, error: str | None = None) -> dict:
 
 
 def solve_one(solver: Solver, question: str) -> Result:
-    return next(e.result for e in solver.solve(question) if isinstance(e, Solved))
+    return solve_events(solver.solve(question))
 
 
-def append(out: IO[str], record: dict) -> None:
-    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    out.flush()
+def solve_events(events: Iterable[Event]) -> Result:
+    """The result at the end of a solution's events (drawing them as they pass, if they are drawn)."""
+    return next(e.result for e in events if isinstance(e, Solved))
 
 
-def open_output(path: Path | None) -> tuple[IO[str], dict[str, dict]]:
-    """The output stream and what it already holds (nothing for stdout)."""
+def open_output(path: Path | None) -> tuple[jsonl.Appender, dict[str, dict]]:
+    """The results sink and what it already holds (nothing for stdout)."""
     if path is None:
         import sys
 
-        return sys.stdout, {}
-    done = read_done(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "a", encoding="utf-8"), done
+        return jsonl.Appender(None, sys.stdout), {}
+    return jsonl.Appender(path), read_done(path)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Tally:
 
     done: int = 0
     failed: int = 0
+    overflowed: int = 0  # out of context before an answer
     graded: int = 0
     correct: int = 0
     flops: float = 0.0
@@ -116,6 +120,7 @@ class Tally:
         if "error" in record:
             self.failed += 1
             return
+        self.overflowed += record.get("finish") == "context"  # solved, but cut off: the user must hear it
         if "correct" in record:
             self.graded += 1
             self.correct += bool(record["correct"])
@@ -134,11 +139,5 @@ class Tally:
         acc = f"acc {self.accuracy:.1%}" if self.accuracy is not None else "acc -"
         cost = f"rel. FLOPs {self.relative_cost:.2f}" if self.relative_cost is not None else "rel. FLOPs -"
         failed = f" · {self.failed} failed" if self.failed else ""
-        return f"{acc} · {cost}{failed}"
-
-
-def fsync_quietly(out: IO[str]) -> None:
-    try:
-        os.fsync(out.fileno())
-    except (OSError, ValueError):
-        pass
+        overflowed = f" · {self.overflowed} out of context" if self.overflowed else ""
+        return f"{acc} · {cost}{failed}{overflowed}"

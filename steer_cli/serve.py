@@ -56,19 +56,17 @@ class Counters:
 
 @dataclass
 class Server:
-    """The warm engines and what guards them."""
+    """A session's warm engines and what guards them."""
 
-    engines: list
-    defaults: Any
-    limits: Any
-    budget: Any
-    pik: Any = None
+    session: Any  # session.Session: engines, limits, budget, meter, trained files
     max_queue: int = 8
     timeout_s: float = 300.0
     api_key: str | None = None
     counters: Counters = field(default_factory=Counters)
-    meter: Any = None  # units.Meter: the cost unit and machine profiles
-    policy: Any = None  # a loaded routing policy for `policy` routes
+
+    @property
+    def engines(self) -> list:
+        return self.session.engines
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # one solve at a time on these engines
@@ -77,7 +75,7 @@ class Server:
 
     # -- requests -------------------------------------------------------------
     def parse(self, body: Any) -> Request:
-        from steer_cli import evaluate as ev
+        from steer_cli import routes
 
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
@@ -90,17 +88,19 @@ class Server:
             problem = "".join(p.get("text", "") for p in problem if isinstance(p, dict))
         if not isinstance(problem, str) or not problem.strip():
             raise ApiError(400, "no user message with text content", code="invalid_messages")
-        name = body.get("model", "steer")
-        if not isinstance(name, str):
-            raise ApiError(400, "'model' must be a string naming a route, e.g. steer or trim:verify@0.8")
+        name = body.get("model")
+        if not isinstance(name, str) or not name.strip():  # the OpenAI API requires it
+            raise ApiError(400, "'model' is required: a string naming a route, e.g. steer or trim:verify@0.8 (GET /v1/models lists them)", code="invalid_model")
         try:
-            (route,) = ev.parse_configs(name)
-            route = ev.fill(ev.with_pik(route, self.pik, self.defaults), self.defaults, self.policy)
-            route.build(pik=self.pik, policy=self.policy)
+            route = self.session.route(routes.parse(name, "model"))
         except (SteerError, ValueError) as exc:
-            raise ApiError(404, f"unknown model {name!r}: {exc}", code="model_not_found") from None
+            why = exc.problem if isinstance(exc, SteerError) else str(exc)
+            raise ApiError(404, f"model {name!r} is not served here: {why} (GET /v1/models lists the routes)", code="model_not_found") from None
+        stream = body.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            raise ApiError(400, "'stream' must be true or false", code="invalid_stream")
         return Request(problem.strip(), route, _number(body, "max_tokens", int, 1, 1 << 20), _number(body, "temperature", float, 0.0, 5.0),
-                       _number(body, "seed", int, 0, 2**31 - 1), bool(body.get("stream", False)))
+                       _number(body, "seed", int, 0, 2**31 - 1), bool(stream))
 
     def admit(self) -> None:
         """A place in the queue, or 429."""
@@ -122,14 +122,11 @@ class Server:
     def events(self, request: Request, cancel: threading.Event) -> Iterator[Any]:
         """The solver's events for one request, holding the engines while it
         runs; stops at the next token once `cancel` is set or time runs out."""
-        from steer_cli.solver import Solver
-
         deadline = time.monotonic() + self.timeout_s
         with self._lock:
             self._sampling(request)
-            limits = self.limits if request.max_tokens is None else replace(self.limits, max_tokens=request.max_tokens)
-            solver = Solver(self.engines, request.route.build(request.seed or 0, self.pik, self.policy), limits, self.budget, self.meter)
-            stream = solver.solve(request.problem)
+            limits = self.session.limits if request.max_tokens is None else replace(self.session.limits, max_tokens=request.max_tokens)
+            stream = self.session.solver(request.route, limits, request.seed or 0).solve(request.problem)
             try:
                 for event in stream:
                     if cancel.is_set():
@@ -152,10 +149,12 @@ def _number(body: dict, key: str, kind: type, low: float, high: float) -> Any:
     value = body.get(key)
     if value is None:
         return None
+    what = "an integer" if kind is int else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-        raise ApiError(400, f"'{key}' must be a number", code=f"invalid_{key}")
-    if not low <= value <= high:
-        raise ApiError(400, f"'{key}' {value} is outside [{low:g}, {high:g}]", code=f"invalid_{key}")
+        raise ApiError(400, f"'{key}' must be {what}, not {json.dumps(value)[:40]}", code=f"invalid_{key}")
+    if not low <= value <= high:  # NaN included
+        bounds = f"[{int(low)}, {int(high)}]" if kind is int else f"[{low:g}, {high:g}]"
+        raise ApiError(400, f"'{key}' {value} is outside {bounds}", code=f"invalid_{key}")
     return kind(value)
 
 
@@ -201,6 +200,7 @@ def chunk(request: Request, rid: str, created: int, delta: dict, finish: str | N
 def create_app(server: Server):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
     from sse_starlette.sse import EventSourceResponse
 
     app = FastAPI(title="steer", docs_url=None, redoc_url=None)
@@ -208,6 +208,12 @@ def create_app(server: Server):
     @app.exception_handler(ApiError)
     async def api_error(_: HttpRequest, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: HttpRequest, exc: StarletteHTTPException) -> JSONResponse:
+        """404s and 405s of routes that do not exist: the same error object as the rest."""
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(ApiError(exc.status_code, str(exc.detail), kind, f"http_{exc.status_code}").body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.middleware("http")
     async def guard(request: HttpRequest, call_next):
@@ -225,10 +231,7 @@ def create_app(server: Server):
 
     @app.get("/v1/models")
     async def models() -> dict:
-        from steer_cli.routers import ROUTERS, Route, fill
-
-        runnable = [name for name in ROUTERS if name != "policy" or server.policy is not None]  # a policy route needs --policy
-        routes = [fill(Route(name), server.defaults, server.policy).label for name in runnable]
+        routes = [r.label for r in server.session.runnable()]  # a router whose trained file is missing is not served
         return {"object": "list", "data": [{"id": r, "object": "model", "created": 0, "owned_by": "steer"} for r in routes]}
 
     @app.post("/v1/chat/completions")

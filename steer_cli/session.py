@@ -1,84 +1,266 @@
-"""Turn what the user named (registry names or GGUF paths) into warm engines."""
+"""The assembly room: one Session per command, built from what the user set.
+
+A Session checks every option and loads every trained file when it is made
+(no model is touched), loads the tiers on first use, checks the trained files
+against them, prices the run (units.Meter), and is the one place a Solver is
+built. ask, batch, eval, calibrate, serve, the trainers and the benchmarks
+all take one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from steer_cli import fetch
-from steer_cli.engine import LlamaEngine, LoadOptions
-from steer_cli.errors import SteerError
-from steer_cli.registry import Price, Registry, load_registry
+from steer_cli import routes
+from steer_cli.budget import Budget
+from steer_cli.errors import UsageError
+from steer_cli.registry import Defaults
+from steer_cli.routes import Route
+from steer_cli.solver import Solver, StepLimits
+from steer_cli.tiers import build_tiers, prices, tier_specs
 
 
 @dataclass(frozen=True)
-class ModelChoice:
-    name: str
-    path: Path
-    n_ctx: int = 4096
-    chat_template: str | None = None
+class Options:
+    """Everything a command line may set for a run, before any check."""
+
+    small: str | None = None
+    large: str | None = None
+    tiers: str | None = None
+    config: Path | None = None
+    cache_dir: Path | None = None
+    threads: int | None = None
+    gpu_layers: int = 0
+    n_ctx: int | None = None
+    temperature: float = 0.0
+    seed: int = 0
+    max_steps: int = 24
+    max_step_tokens: int = 256
+    delimiter: str = "\\n\\n"
+    max_large_tokens: int | None = None
+    budget: float | None = None
+    cost_unit: str | None = None
+    trained: tuple[tuple[str, Path], ...] = ()  # (kind, file): --pik, --policy, --trained KIND=FILE
+    quiet: bool = False
 
 
-def _looks_like_path(spec: str) -> bool:
-    return spec.endswith(".gguf") or "/" in spec or Path(spec).is_file()
+@dataclass
+class Session:
+    """A run's parts: defaults, limits, budget, trained files, the tiers
+    (given, or loaded on first use by `load`) and their meter."""
+
+    defaults: Defaults = field(default_factory=Defaults)
+    limits: StepLimits = field(default_factory=StepLimits)
+    budget: Budget = field(default_factory=Budget)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    temperature: float = 0.0
+    quiet: bool = False
+    measure: bool | None = None  # profile the machine now: None only where a budget in time needs it
+    load: Callable[[], list] | None = None
+    identities: dict = field(default_factory=dict)  # what keys records beyond the engines (prompt, sampling)
+    prices: list | None = None  # each tier's models.yaml price, known before any model loads
+    _engines: list | None = None
+    _meter: Any = None
+
+    @classmethod
+    def of(cls, engines: list, meter: Any = None, **parts: Any) -> Session:
+        """A session over engines already made (tests, the trainers)."""
+        return cls(_engines=engines, _meter=meter, **parts)
+
+    @classmethod
+    def from_options(cls, options: Options, measure: bool | None = None) -> Session:
+        """Everything that can be refused, refused now, before any model loads."""
+        registry = checked_registry(options)
+        unit = _unit(options.cost_unit, registry.defaults)
+        budget = Budget(options.max_large_tokens, options.budget, registry.defaults.budget_reference_tokens, unit)
+        artifacts = load_artifacts(options.trained)
+        session = cls(registry.defaults, step_limits(options.max_steps, options.max_step_tokens, options.delimiter), budget, artifacts,
+                      options.seed, options.temperature, options.quiet, measure, lambda: _load_tiers(options, registry),
+                      prices=prices(registry, tier_specs(registry, options.tiers, options.small, options.large)))
+        if budget.relative is not None:
+            session.require_prices("--budget")
+        if not session.limits.delimiter:
+            from steer_cli.output import Output
+
+            Output(quiet=options.quiet).note(f"--delimiter '' ends no step by text: every step is {options.max_step_tokens} tokens (--max-step-tokens), "
+                                             "and the router decides before each")
+        return session
+
+    def require_prices(self, why: str) -> None:
+        """In the price unit, refuse now (no model loaded) tiers models.yaml does not price."""
+        if self.unit != "price" or self.prices is None:
+            return
+        fix = "add `price: {input_per_m: …, output_per_m: …}` to the models in models.yaml, or pass --cost-unit time"
+        if any(p is None for p in self.prices):
+            raise UsageError(f"{why} in price needs a price for every remote tier, and models.yaml has none for one", fix)
+        if self.prices[-1].output_per_m == 0:
+            raise UsageError(f"{why} in price: the top tier bills nothing, so there is no price to compare with", fix)
+
+    # -- the tiers and their prices --------------------------------------------
+    @property
+    def engines(self) -> list:
+        """The tiers, loaded once (the trained files checked against them)."""
+        if self._engines is None:
+            assert self.load is not None, "a Session needs engines or a way to load them"
+            self._engines = self.load()
+            for kind, artifact in self.artifacts.items():
+                from steer_cli.routers import ARTIFACTS
+
+                ARTIFACTS[kind].check(artifact, self._engines)
+        return self._engines
+
+    @property
+    def unit(self) -> str:
+        return self.budget.unit
+
+    @property
+    def meter(self) -> Any:
+        """Prices in every unit: the machine profile measured now (once per
+        machine setting, said on stderr) when `measure` asks, else a stored one."""
+        if self._meter is None:
+            from steer_cli import profile
+            from steer_cli.datasets import load
+            from steer_cli.output import Output
+            from steer_cli.units import Meter
+
+            now = self.measure if self.measure is not None else self.budget.relative is not None and self.unit == "time"
+            warm = [i.question for i in load("train", 4)] if now else []
+            out = Output(quiet=self.quiet)
+            self._meter = Meter(self.unit, profile.for_engines(self.engines, warm, say=lambda line: out.note(line.removeprefix("steer: ")), measure_missing=now))
+        return self._meter
+
+    # -- routes and solvers ---------------------------------------------------
+    def route(self, route: Route) -> Route:
+        """A route with what was left unnamed filled in, checked whole."""
+        filled = routes.fill(route, self.defaults, self.artifacts)
+        routes.build(filled, self.artifacts, self.seed)  # a bad signal, threshold or missing file is refused now
+        return filled
+
+    def chosen(self, router: str | None, threshold: float | None = None, signal: str | None = None, pik_threshold: float | None = None) -> Route:
+        """The one route of ask, batch and calibrate: --router (else models.yaml's)
+        and its options; a trained file the route would not read is refused."""
+        from steer_cli.routers import PIK, spec
+
+        named = routes.from_options(router or self.defaults.router, threshold, signal, PIK.kind in self.artifacts, pik_threshold)
+        needs = spec(named.router).needs
+        for kind in self.artifacts:
+            if kind != PIK.kind and (needs is None or needs.kind != kind):
+                raise UsageError(f"router {named.router} reads no {kind} file", f"drop it, or use the router that reads it: --router {_reader(kind)}")
+        return self.route(named)
+
+    def solver(self, route: Route, limits: StepLimits | None = None, seed: int | None = None) -> Solver:
+        """The only place a Solver is built."""
+        filled = self.route(route)
+        router = routes.build(filled, self.artifacts, self.seed if seed is None else seed)
+        return Solver(self.engines, router, limits or self.limits, self.budget, self.meter)
+
+    def expected(self, solves: int, tier: int = -1) -> str:
+        """What `solves` problems cost on this machine, each priced as `tier`
+        answering alone (prompt ~120 tokens, the typical answer), said for a
+        person; the stepwise routes cost about the large model's time here."""
+        from steer_cli.ui import duration
+
+        engine = self.engines[tier]
+        profile = self.meter.profiles.get(engine.name)
+        if profile is None:
+            return "no machine profile yet to estimate it from"
+        return f"about {duration(solves * profile.seconds(120, self.budget.reference_tokens))} on this machine"
+
+    def fingerprint(self) -> dict:
+        """Every setting that changes an answer: models, limits, sampling, prompt, budget."""
+        from steer_cli.engine import STEP_INSTRUCTION
+
+        keyed = {"models": [(e.name, e.identity) for e in self.engines], "limits": vars(self.limits), "temperature": self.temperature,
+                 "seed": self.seed, "prompt": STEP_INSTRUCTION, **self.identities}
+        if self.budget.active:
+            keyed["budget"] = vars(self.budget)
+            if self.budget.relative is not None and self.unit == "time":  # the cap in seconds depends on this machine's profile
+                keyed["profiles"] = {name: vars(p) for name, p in sorted(self.meter.profiles.items())}
+        return keyed
+
+    def record_key(self, route: Route) -> dict:
+        return {**self.fingerprint(), **routes.record_key(self.route(route), self.artifacts)}
+
+    def runnable(self) -> list[Route]:
+        """Every registered router this session can run, filled: serve's models."""
+        return [self.route(Route(name)) for name in routes.runnable(self.artifacts)]
 
 
-def resolve_model(spec: str, registry: Registry, cache: Path | None = None) -> ModelChoice:
-    if _looks_like_path(spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise SteerError(f"model file not found: {spec}", "pass an existing .gguf path or a name from `steer models list`")
-        return ModelChoice(name=path.stem, path=path)
-    entry = registry.model(spec)
-    return ModelChoice(spec, fetch.require(spec, entry, cache), entry.n_ctx, entry.chat_template)
+def _reader(kind: str) -> str:
+    from steer_cli.routers import REGISTRY
+
+    return next((n for n, e in REGISTRY.items() if e.needs is not None and e.needs.kind == kind), kind)
 
 
-def tier_specs(registry: Registry, tiers: str | None = None, small: str | None = None, large: str | None = None) -> list[str]:
-    """The tier set (default from models.yaml), with --small/--large replacing its ends."""
-    names = list(registry.tier_names(tiers))
-    if small:
-        names[0] = small
-    if large:
-        names[-1] = large
-    return names
+def load_artifacts(trained: tuple[tuple[str, Path], ...]) -> dict[str, Any]:
+    """Each trained file, format-checked (not yet against the tiers)."""
+    from steer_cli.routers import ARTIFACTS
+
+    loaded: dict[str, Any] = {}
+    for kind, path in trained:
+        if kind not in ARTIFACTS:
+            raise UsageError(f"no router reads a trained file of kind {kind!r}", f"use one of: {', '.join(ARTIFACTS)} (--trained KIND=FILE)")
+        if kind in loaded:
+            raise UsageError(f"two {kind} files given", "pass one")
+        loaded[kind] = ARTIFACTS[kind].load(path)
+    return loaded
 
 
-def _remote(name: str, registry: Registry, cache: Path | None, options: LoadOptions):
-    """A tier behind an OpenAI-compatible server; its template and tokenizer
-    from the `template_from` model when named (vocab only: no weights load)."""
-    from steer_cli.remote import RemoteEngine
-
-    entry = registry.model(name)
-    endpoint = entry.sources.endpoint
-    local = None
-    if endpoint.template_from:
-        choice = resolve_model(endpoint.template_from, registry, cache)
-        local = LlamaEngine(choice.name, choice.path, replace(options, chat_template=choice.chat_template))
-    return RemoteEngine(name, endpoint, entry.params, options, local, entry.chat_template, price=entry.price)
+def step_limits(max_steps: int, max_step_tokens: int, delimiter: str) -> StepLimits:
+    if max_steps < 1:
+        raise UsageError(f"--max-steps {max_steps} allows no step", "pass 1 or more")
+    if max_step_tokens < 1:
+        raise UsageError(f"--max-step-tokens {max_step_tokens} allows no token", "pass 1 or more")
+    return StepLimits(delimiter=unescape(delimiter), max_steps=max_steps, max_step_tokens=max_step_tokens)
 
 
-def build_tiers(
-    small: str | None = None,
-    large: str | None = None,
-    tiers: str | None = None,
-    *,
-    registry: Registry | None = None,
-    cache: Path | None = None,
-    options: LoadOptions | None = None,
-    n_ctx: int | None = None,
-) -> list[LlamaEngine]:
-    """One engine per tier; `n_ctx` None takes each model's own from models.yaml."""
-    registry = registry or load_registry()
-    base = options or LoadOptions()
-    engines: list = []
-    for spec in tier_specs(registry, tiers, small, large):
-        if not _looks_like_path(spec) and registry.model(spec).sources.endpoint is not None:
-            engines.append(_remote(spec, registry, cache, replace(base, n_ctx=n_ctx or registry.model(spec).n_ctx)))
+def checked_registry(options: Options) -> Any:
+    """models.yaml (packaged + user), after the numeric options are checked."""
+    from steer_cli.registry import load_registry
+
+    if options.threads is not None and options.threads < 1:
+        raise UsageError(f"--threads {options.threads} is not a thread count", "pass 1 or more, or leave it out for all physical cores")
+    if options.n_ctx is not None and options.n_ctx < 64:
+        raise UsageError(f"--n-ctx {options.n_ctx} cannot hold a prompt", "pass 512 or more, or leave it out for the model's own")
+    if options.gpu_layers < 0:
+        raise UsageError(f"--gpu-layers {options.gpu_layers} is negative", "pass 0 (CPU) or a layer count")
+    if options.seed < 0:
+        raise UsageError(f"--seed {options.seed} is negative", "pass 0 or more")
+    if not 0.0 <= options.temperature <= 5.0:
+        raise UsageError(f"--temperature {options.temperature:g} is outside [0, 5]", "0 is greedy; 0.7 is a usual sampling temperature")
+    return load_registry(options.config)
+
+
+def _unit(given: str | None, defaults: Defaults) -> str:
+    from steer_cli.units import check
+
+    return check(given or defaults.cost_unit)
+
+
+def _load_tiers(options: Options, registry: Any) -> list:
+    from steer_cli.engine import LoadOptions
+
+    load = LoadOptions(n_threads=options.threads, n_gpu_layers=options.gpu_layers, temperature=options.temperature, seed=options.seed)
+    return build_tiers(options.small, options.large, options.tiers, registry=registry, cache=options.cache_dir, options=load, n_ctx=options.n_ctx)
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
+
+
+def unescape(delimiter: str) -> str:
+    """\\n, \\t, \\r, \\\\ and \\0 become their characters; everything else,
+    non-ASCII text included, is kept as typed."""
+    out, i = [], 0
+    while i < len(delimiter):
+        ch = delimiter[i]
+        if ch == "\\" and i + 1 < len(delimiter) and delimiter[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[delimiter[i + 1]])
+            i += 2
             continue
-        choice = resolve_model(spec, registry, cache)
-        opts = replace(base, n_ctx=n_ctx or choice.n_ctx, chat_template=base.chat_template or choice.chat_template)
-        engine = LlamaEngine(choice.name, choice.path, opts)
-        # A local model bills no API: $0 unless models.yaml prices it (electricity, say).
-        engine.price = (None if _looks_like_path(spec) else registry.model(spec).price) or Price(input_per_m=0, output_per_m=0)
-        engines.append(engine)
-    return engines
+        out.append(ch)
+        i += 1
+    return "".join(out)

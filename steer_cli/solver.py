@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Union
 from collections.abc import Iterator
 
-from steer_cli import loops, units
+from steer_cli import loops
 from steer_cli.answers import answer_span, extract_answer
-from steer_cli.budget import Budget
+from steer_cli.budget import Budget, Ledger
 from steer_cli.cost import Cost, ModelCost
-from steer_cli.engine import ContextFull, Engine, EngineStats
+from steer_cli.engine import ContextFull, Engine
 from steer_cli.routers import DecisionPoint, Draft, Router
 from steer_cli.signals import SIGNALS
 from steer_cli.units import Meter
@@ -156,7 +156,7 @@ class Solver:
             tier.stop = self.limits.delimiter
 
     def solve(self, problem: str) -> Iterator[Event]:
-        self._before = [t.stats.snapshot() for t in self.tiers]
+        self._ledger = Ledger(self.tiers, self.budget, self._budget_rates, self._query_level, self.limits.max_tokens)
         self._problem = problem
         self._generated = 0
         self._bound = False
@@ -174,10 +174,10 @@ class Solver:
             attempt = _Attempt()
             yield from self._run_steps(attempt, list(range(first, len(self.tiers))))
         result = Result(problem, attempt.answer, attempt.steps, attempt.finish, self.router.name)
-        loading = sum(s.load_s for s in self._since())  # a one-off, not the problem's cost
+        loading = sum(s.load_s for s in self._ledger.since())  # a one-off, not the problem's cost
         result.cost = self._cost(attempt, time.perf_counter() - started - loading)
         result.budget_bound = self._bound
-        result.cost.budget = self._budget_report(attempt)
+        result.cost.budget = self._ledger.report(attempt.top_tokens)
         result.answer_confidence = answer_confidence(attempt.steps, attempt.finish == "eos")
         result.drafts = self._drafts
         result.attempts = self._attempts
@@ -263,9 +263,9 @@ class Solver:
         P(IK) gate judges it hopeless there (its skip is recorded and shown)."""
         first = self.router.first_tier(lambda: self.tiers[0].embed_prompt(self._problem), self._problem, len(self.tiers))
         if first.tier > 0:
-            self._attempts.append({"tier": 0, "model": self.tiers[0].name, "skipped": True, "pik": first.score})
+            self._attempts.append({"tier": 0, "model": self.tiers[0].name, "skipped": True, first.by: first.score})
             yield Discarded([], first.score, first.tier)
-        elif first.score is not None:
+        elif first.score is not None and first.by == "pik":
             self._pik = first.score
             if not self._query_level:  # the cascade files it with tier 0's answer
                 self._attempts.append({"tier": 0, "model": self.tiers[0].name, "pik": first.score})
@@ -299,70 +299,22 @@ class Solver:
         assert kept is not None
         return kept
 
-    # -- budget ---------------------------------------------------------------
+    # -- budget (the arithmetic is budget.Ledger's) -----------------------------
     @property
     def _query_level(self) -> bool:
         return self.router.level == "query"
 
     def _room(self, tier: int) -> int | None:
-        """Tokens `tier` may still decode within the budget (None: no cap).
-        The smallest tier is the fallback and never capped."""
-        if tier == 0 or not self.budget.active:
-            return None
-        rooms = []
-        if self.budget.max_large_tokens is not None:
-            rooms.append(self.budget.max_large_tokens - self._large_decoded())
-        if self.budget.relative is not None:
-            rates = self._budget_rates[tier]
-            left = self._cap(self._attempt) - self._larger_spent() - self.tiers[tier].pending() * rates.prefill
-            rooms.append(math.floor(left / rates.decode) if rates.decode else self.limits.max_tokens)
-        return max(0, min(rooms))
-
-    def _cap(self, attempt: _Attempt) -> float:
-        """B x the top tier alone: its prompt and the longer of the typical
-        answer and the transcript so far (a cascade's attempt may yet be
-        dropped for a shorter one, so there only the fixed reference is sure)."""
-        top = self.tiers[-1]
-        written = 0 if self._query_level else attempt.top_tokens
-        return self.budget.relative * units.alone(self._budget_rates[-1], top.prompt_length(), max(self.budget.reference_tokens, written))
-
-    def _larger_spent(self) -> float:
-        """What the tiers above the smallest spent on this problem, in the budget's unit."""
-        return sum(units.spent_by(self.budget.unit, r, t.params, s) for r, t, s in zip(self._budget_rates[1:], self.tiers[1:], self._since()[1:], strict=True))
+        return self._ledger.room(tier, self._attempt.top_tokens)
 
     def _visible(self, members: list[int], need: int) -> int:
-        """How many of `members` (small to large) the budget still lets act
-        on `need` more tokens; the first is always visible."""
-        count = 1
-        for t in members[1:]:
-            room = self._room(t)
-            if room is not None and room < need:
-                break
-            count += 1
-        return count
-
-    def _budget_report(self, attempt: _Attempt) -> list[dict]:
-        """What each cap allowed and what it covered spent, in its own unit;
-        `spent <= cap` always (the smallest tier is the fallback, not covered)."""
-        report = []
-        if self.budget.max_large_tokens is not None:
-            report.append({"unit": "decoded tokens", "cap": self.budget.max_large_tokens, "spent": self._large_decoded(), "covers": "tiers above the smallest"})
-        if self.budget.relative is not None:
-            report.append({"unit": self.budget.unit, "cap": self._cap(attempt), "spent": self._larger_spent(), "covers": "tiers above the smallest"})
-        return report
-
-    def _since(self) -> list[EngineStats]:
-        return [t.stats.since(b) for t, b in zip(self.tiers, self._before, strict=True)]
-
-    def _large_decoded(self) -> int:
-        """Tokens decoded in this problem by every tier above the smallest."""
-        return sum(s.decoded_tokens for s in self._since()[1:])
+        return self._ledger.visible(members, need, self._attempt.top_tokens)
 
     # -- cost -----------------------------------------------------------------
     def _cost(self, attempt: _Attempt, wall_s: float) -> Cost:
         """Per-model cost; the reference is the top tier's prompt plus every
         kept step in its own tokenization (counted as the steps were kept)."""
-        since = self._since()
+        since = self._ledger.since()
         models = [ModelCost.of(t.name, t.params, s, t.price) for t, s in zip(self.tiers, since, strict=True)]
         cost = Cost.of(models, self.tiers[-1].prompt_length() + attempt.top_tokens, self.tiers[-1].params, wall_s)
         cost.relative = self.meter.relative(self.tiers, since, self.tiers[-1].prompt_length(), attempt.top_tokens)

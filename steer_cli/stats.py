@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from steer_cli.answers import answers_match, extract_answer
-from steer_cli.units import UNITS
+from steer_cli.units import UNITS, flops
 
 Z95 = 1.96
 
@@ -53,6 +53,11 @@ class Paired:
     def __str__(self) -> str:
         return f"{self.diff:+.1%} [{self.low:+.1%}, {self.high:+.1%}]"
 
+    @property
+    def verdict(self) -> str:
+        """Where the interval puts a route against the line it is compared with."""
+        return "above" if self.low > 0 else "below" if self.high < 0 else "on"
+
 
 def paired(differences: list[float]) -> Paired | None:
     n = len(differences)
@@ -74,7 +79,7 @@ def correct(record: dict) -> bool:
 
 
 def decode_flops(record: dict) -> float:
-    return sum(2.0 * m["params"] * m["decoded_tokens"] for m in record["cost"]["models"])
+    return sum(flops(m["params"], m["decoded_tokens"]) for m in record["cost"]["models"])
 
 
 def wall(record: dict) -> float:
@@ -101,11 +106,11 @@ def alone(record: dict, unit: str, profiles: dict) -> float | None:
     cost = record["cost"]
     top = cost["models"][-1]
     answer = sum(s["tokens"] for s in record["steps"])  # exact when the tiers share a tokenizer
-    prompt = max(0.0, cost["large_only_flops"] / (2.0 * top["params"]) - answer)
+    prompt = max(0.0, cost["large_only_flops"] / flops(top["params"], 1) - answer)
     if unit == "flops":
         return cost["large_only_flops"]
     if unit == "decode":
-        return 2.0 * top["params"] * answer
+        return flops(top["params"], answer)
     if unit == "time":
         profile = profiles.get(top["name"])
         return None if profile is None else profile.seconds(int(prompt), answer)

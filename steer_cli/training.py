@@ -15,7 +15,6 @@ for each action; rollouts.TreeEnv is the real one, tests use a synthetic one.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from steer_cli import jsonl
 from steer_cli.policy import FEATURES, NODES, Policy, Trace, features, softmax
 from steer_cli.rollouts import Episode
 
@@ -67,22 +67,21 @@ def load_points(path: Path) -> list[Point]:
     """Branch points an earlier run kept (a torn or foreign line is skipped:
     points are only training data, never a result)."""
     points = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                point = Point(row["node"], np.asarray(row["x"], dtype=float), np.asarray(row["outcomes"], dtype=float))
-            except (ValueError, KeyError, TypeError):
-                continue
-            if point.node in NODES and point.x.shape == (len(FEATURES),) and point.outcomes.shape == (len(NODES[point.node]), 2):
-                points.append(point)
+    for row in jsonl.rows(path):
+        try:
+            point = Point(row["node"], np.asarray(row["x"], dtype=float), np.asarray(row["outcomes"], dtype=float))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if point.node in NODES and point.x.shape == (len(FEATURES),) and point.outcomes.shape == (len(NODES[point.node]), 2):
+            points.append(point)
     return points
 
 
 def keep_points(path: Path) -> Callable[[list[Point]], None]:
     def keep(points: list[Point]) -> None:
-        with path.open("a", encoding="utf-8") as f:
-            f.writelines(json.dumps(p.row()) + "\n" for p in points)
+        with jsonl.Appender(path) as out:
+            for point in points:
+                out.append(point.row())
 
     return keep
 

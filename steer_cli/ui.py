@@ -171,6 +171,15 @@ def _show_live(events: Iterable[Event], console: Console) -> Iterator[Event]:
             yield event
 
 
+def duration(seconds: float) -> str:
+    """Seconds as a person says them: 40 s, 12 min, 3.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class Counter:
     """Progress over a known number of items, on stderr: a rich bar on a
     terminal, a plain line every `every` items elsewhere, nothing when quiet."""
@@ -179,6 +188,7 @@ class Counter:
         self.name, self.total, self.quiet, self.every, self.transient = name, total, quiet, every, transient
         self.console = stderr_console()
         self.bar: Progress | None = None
+        self._first: tuple[float, int] | None = None  # (time, count) of the first update: the pace is measured from there
 
     def __enter__(self) -> Counter:
         if not self.quiet and self.console.is_terminal:
@@ -196,7 +206,20 @@ class Counter:
         if self.bar is not None:
             self.bar.update(self.task, completed=done, note=note)
         elif not self.quiet and done and done % self.every == 0:
-            self.console.print(f"steer: {self.name} {done}/{self.total} · {note}", highlight=False)
+            self.console.print(f"steer: {self.name} {done}/{self.total}{self._eta(done)} · {note}", highlight=False)
+
+    def _eta(self, done: int) -> str:
+        """Time left at the pace so far (plain lines; the bar shows its own)."""
+        import time
+
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (now, done)
+            return ""
+        start, at = self._first
+        if done <= at or done >= self.total:
+            return ""
+        return f" · about {duration((now - start) / (done - at) * (self.total - done))} left"
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -40,10 +40,15 @@ def check(unit: str) -> str:
     return unit
 
 
+def flops(params: int, tokens: int | float) -> float:
+    """The one FLOPs rule: 2 x parameters per processed token."""
+    return 2.0 * params * tokens
+
+
 def rates(unit: str, params: int, price: Any = None, profile: Any = None) -> Rates | None:
     """One model's per-token rates in `unit`; None where the unit cannot be
     computed for it (time without a profile, price without a price)."""
-    flop = 2.0 * params
+    flop = flops(params, 1)
     if unit == "flops":
         return Rates(flop, flop, flop, flop)
     if unit == "decode":
@@ -66,7 +71,7 @@ def spent_by(unit: str, r: Rates, params: int, counts: Any) -> float:
     """One model's spend from its counters; FLOPs count every evaluated token
     (a re-evaluated one too), as cost.ModelCost does."""
     if unit == "flops":
-        return 2.0 * params * (counts.evaluated_tokens + counts.reused_tokens)
+        return flops(params, counts.evaluated_tokens + counts.reused_tokens)
     return spend(r, counts.prefill_tokens, counts.decoded_tokens, counts.scored_tokens, counts.reused_tokens)
 
 

@@ -45,6 +45,10 @@ class ScriptedEngine:
     def params(self) -> int:
         return self._params
 
+    @property
+    def identity(self) -> str:
+        return f"scripted:{self.name}:{self._params}"
+
     def enqueue(self, *steps: str) -> ScriptedEngine:
         self.queue.extend(steps)
         return self

@@ -13,8 +13,9 @@ from steer_cli import calibrate as cal
 from steer_cli.cli import app
 from steer_cli.errors import UsageError
 from steer_cli.evaluate import Bench
+from steer_cli.session import Session
 from steer_cli.stats import summarize
-from steer_cli.routers import Route
+from steer_cli.routes import Route
 from steer_cli.registry import Defaults, load_registry
 from steer_cli.datasets import Item
 from steer_cli.solver import StepLimits
@@ -37,9 +38,9 @@ class Uniform(ScriptedEngine):
         self.token_probs = [0.9 if sure else 0.3] * 6
 
 
-def bench(tmp_path, seed=0):
+def bench(tmp_path, seed=0, meter=None):
     engines = [Uniform("small", 100, seed), Uniform("large", 400, seed + 1)]
-    return Bench(engines, Defaults(), StepLimits(), {"fake": seed}, tmp_path, seed)
+    return Bench(Session.of(engines, meter, defaults=Defaults(), limits=StepLimits(), seed=seed, identities={"fake": seed}), tmp_path)
 
 
 def items(prefix, n):
@@ -77,19 +78,19 @@ def test_calibration_in_time_meets_the_target_and_holds_out(tmp_path, target):
     from steer_cli.profile import Profile
     from steer_cli.units import Meter
 
-    b = bench(tmp_path)
-    b.meter = Meter("time", {"small": Profile("small", "0" * 64, 2, 0, "x", 200, 60, 120, 0), "large": Profile("large", "1" * 64, 2, 0, "x", 80, 20, 40, 0)})
+    meter = Meter("time", {"small": Profile("small", "0" * 64, 2, 0, "x", 200, 60, 120, 0), "large": Profile("large", "1" * 64, 2, 0, "x", 80, 20, 40, 0)})
+    b = bench(tmp_path, meter=meter)
     train, held = items("t", 200), items("h", 200)
 
     def measure(problems):
         def run(t):
             config = Route("steer", t, "maxprob")
-            s = summarize(config.label, b.records(config, problems), meter=b.meter)
+            s = summarize(config.label, b.records(config, problems), meter=meter)
             return cal.Probe(t, s.cost("time"), s.accuracy, s.n)
 
         return run
 
-    small = summarize("small", b.records(Route("small", None), train), meter=b.meter)
+    small = summarize("small", b.records(Route("small", None), train), meter=meter)
     scores = cal.scores_of("steer", "maxprob", b.records(Route("small", None), train))
     outcome = cal.search(measure(train), target, small.cost("time"), lambda f: cal.quantile(scores, f), tolerance=0.03, rounds=8, decisions=6)
     assert outcome.converged and abs(outcome.best.cost - target) <= 0.03
@@ -186,3 +187,34 @@ def test_a_cost_measured_on_too_few_problems_is_flagged(capsys):
     assert "only known to ±0.088" in capsys.readouterr().err
     _warn_if_loose(cal.Probe(0.14, 0.50, 0.31, 400, cost_se=0.012), tolerance=0.03)
     assert capsys.readouterr().err == ""
+
+
+def test_calibrate_auto_chooses_among_routes_and_later_commands_use_it(tmp_path, tiny_small, smollm2_path):
+    """--router auto prices small, large, mix and the cascade from the two solo
+    runs alone; a replayed candidate is what a real run of it gives; the choice
+    is saved and `ask` with no --router runs it."""
+    data = tmp_path / "gold.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 9)))
+    common = ["--small", str(tiny_small), "--large", str(smollm2_path), "--work", str(tmp_path / "work"), "--max-steps", "3",
+              "--max-step-tokens", "8", "--threads", "1", "--n-ctx", "1024", "--cost-unit", "flops"]
+    r = runner.invoke(app, ["calibrate", "--target-cost", "0.8", "--router", "auto", "--data", str(data), "--limit", "5",
+                            "--heldout", str(data), "--heldout-limit", "3", "--json", "-q", *common])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    names = [c["route"].split("@")[0].split(":")[0] for c in out["candidates"]]
+    assert names[:2] == ["small", "large"] and "mix" in names
+    within = [c for c in out["candidates"] if c["cost"] <= 0.8]
+    chosen = next(c for c in out["candidates"] if c["route"] == out["route"])
+    assert chosen["accuracy"] == max(c["accuracy"] for c in within)
+    assert out["heldout"]["n"] == 3 and out["heldout"]["mix"].startswith("mix@")
+    # A replayed candidate against a real run of the same route on the same problems.
+    mix = next(c for c in out["candidates"] if c["route"].startswith("mix"))
+    ev = runner.invoke(app, ["eval", "--routers", f"large,{mix['route']}", "--data", str(data), "--limit", "5", "--json", "-q", *common])
+    assert ev.exit_code == 0, ev.stderr
+    real = next(s for s in json.loads(ev.stdout) if s["config"] == mix["route"])
+    assert real["accuracy"] == mix["accuracy"] and real["relative_cost"] == pytest.approx(mix["cost"], rel=0.05)
+    saved = yaml.safe_load(open(out["saved_to"]))
+    assert saved["defaults"]["router"] == out["route"].split("@")[0].split(":")[0]
+    asked = runner.invoke(app, ["ask", "What is 3 + 3?", "--json", "-q", *[a for a in common if a not in ("--work", str(tmp_path / "work"))]])
+    assert asked.stdout, asked.stderr
+    assert json.loads(asked.stdout)["router"] == saved["defaults"]["router"]

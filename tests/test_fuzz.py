@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from steer_cli.answers import answers_match, extract_answer
 from steer_cli.cli import app
-from steer_cli.commands.common import unescape
+from steer_cli.session import unescape
 from steer_cli.datasets import parse_rows
 from steer_cli.errors import UsageError
 from steer_cli.registry import load_registry

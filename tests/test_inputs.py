@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from fakes import ScriptedEngine
 from steer_cli.cli import app
-from steer_cli.commands.common import unescape
+from steer_cli.session import unescape
 from steer_cli.datasets import parse_rows
 from steer_cli.routers import make_router
 from steer_cli.solver import Solved, Solver, StepLimits

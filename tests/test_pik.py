@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from fakes import ScriptedEngine
 from steer_cli import pik as pk
 from steer_cli.cli import app
-from steer_cli.routers import Route
+from steer_cli.routes import Route, build
 from steer_cli.solver import Solved, Solver
 
 runner = CliRunner()
@@ -36,7 +36,7 @@ def hand_made(threshold):
 def test_a_query_judged_hopeless_skips_the_small_tier_and_pays_only_the_embedding():
     pik = hand_made(0.5)  # P(IK) = sigmoid(len - 10): short problems are "hopeless" here
     small, large = ScriptedEngine("s").enqueue("\\boxed{1}"), ScriptedEngine("l").enqueue("\\boxed{2}")
-    router = Route("cascade", 0.0, "answer", pik=0.5).build(pik=pik)
+    router = build(Route("cascade", 0.0, "answer", pik=0.5), {"pik": pik})
     result = next(e.result for e in Solver([small, large], router).solve("short") if isinstance(e, Solved))
     assert result.answer == "2" and result.attempts[0] == {"tier": 0, "model": "s", "skipped": True, "pik": pytest.approx(0.0067, abs=1e-3)}
     assert small.stats.decoded_tokens == 0 and result.cost.models[0].evaluated_tokens == len("short")  # the embedding's prefill, counted
@@ -51,7 +51,7 @@ def solved(solver, problem):
 
 def test_a_gate_in_front_of_a_stepwise_router_sends_a_hopeless_query_to_the_large_model_alone():
     pik = hand_made(0.5)
-    gated = Route("steer", 0.5, "maxprob", pik=0.5).build(pik=pik)  # the 0.5B is sure (0.99) of every step
+    gated = build(Route("steer", 0.5, "maxprob", pik=0.5), {"pik": pik})  # the 0.5B is sure (0.99) of every step
     small, large = ScriptedEngine("s").enqueue("2 + 2 = 4.\n\n", "\\boxed{1}"), ScriptedEngine("l").enqueue("\\boxed{2}")
     hopeless = solved(Solver([small, large], gated), "short")
     assert hopeless.answer == "2" and [s.model for s in hopeless.steps] == ["l"]
@@ -62,7 +62,7 @@ def test_a_gate_in_front_of_a_stepwise_router_sends_a_hopeless_query_to_the_larg
     runs = []
     for route in (Route("steer", 0.5, "maxprob"), Route("steer", 0.5, "maxprob", pik=0.5)):
         small, large = ScriptedEngine("s").enqueue("2 + 2 = 4.\n\n", "\\boxed{1}"), ScriptedEngine("l").enqueue("\\boxed{2}")
-        runs.append(solved(Solver([small, large], route.build(pik=pik)), problem))
+        runs.append(solved(Solver([small, large], build(route, {"pik": pik})), problem))
     plain, kept = runs
     assert kept.answer == plain.answer == "1" and [s.text for s in kept.steps] == [s.text for s in plain.steps]
     assert kept.attempts[0]["pik"] > 0.5 and "skipped" not in kept.attempts[0] and plain.attempts == []

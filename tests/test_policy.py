@@ -269,30 +269,21 @@ def test_ask_routes_with_the_policy_and_refuses_a_mismatched_pair(policy_file, t
 
 
 def test_serve_routes_with_the_policy_and_refuses_a_mismatched_pair(policy_file, tiny_small, smollm2_path):
-    import socket
     import subprocess
     import sys
-    import time
 
     import httpx
+    from serving import free_port, wait_healthy
 
     path = str(policy_file[0])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     serve = [sys.executable, "-m", "steer_cli", "serve", "--policy", path, "--cost-unit", "decode"]
     swapped = subprocess.run([*serve, "--small", str(smollm2_path), "--large", str(tiny_small), "--threads", "1"], capture_output=True, text=True, timeout=120)
     assert swapped.returncode == 2 and "the policy was trained for" in swapped.stderr and len(swapped.stderr.strip().splitlines()) == 1
     proc = subprocess.Popen([*serve, "--port", str(port), *pair(tiny_small, smollm2_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(base, proc)
         ask = {"messages": [{"role": "user", "content": "What is 7 times 6?"}], "temperature": 0}
         routed = httpx.post(f"{base}/v1/chat/completions", json={**ask, "model": "policy"}, timeout=60)
         assert routed.status_code == 200, routed.text

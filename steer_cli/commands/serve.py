@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import sys
 from typing import Annotated, Optional
 
 import typer
 
 from steer_cli.commands import common
-from steer_cli.commands.common import boundary
 
 
 def serve(
@@ -20,6 +19,7 @@ def serve(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds one request may take.")] = 300.0,
     pik: common.Pik = None,
     policy: common.PolicyFile = None,
+    trained: common.Trained = None,
     small: common.Small = None,
     large: common.Large = None,
     tiers: common.Tiers = None,
@@ -36,34 +36,43 @@ def serve(
     cache_dir: common.CacheDir = None,
 ) -> None:
     """Serve routed reasoning on /v1/chat/completions (the model field names the route), /v1/models and /health."""
-    with boundary():
-        from steer_cli.serve import Server, create_app
+    from steer_cli.output import Output
+    from steer_cli.serve import Server, create_app
+    from steer_cli.session import Session
 
-        if not 0 <= port <= 65535:
-            raise common.UsageError(f"--port {port} is not a TCP port", "pass 1-65535, e.g. 8000")
-        if max_queue < 1 or timeout <= 0:
-            raise common.UsageError("--max-queue and --timeout must be positive", "e.g. --max-queue 8 --timeout 300")
-        key = None
-        if api_key_env is not None:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise common.UsageError(f"--api-key-env {api_key_env}: that variable is unset or empty", f"export {api_key_env}=... first")
-        engine_args = common.EngineArgs(small, large, tiers, config, cache_dir, threads, gpu_layers, n_ctx)
-        registry = engine_args.registry()
-        limits = common.step_limits(max_steps, max_step_tokens, delimiter)
-        unit = common.cost_unit(cost_unit, registry.defaults)
-        caps = common.budget(max_large_tokens, budget, registry.defaults, unit)
-        classifier = common.load_pik(pik)
-        trained = common.load_policy(policy)
-        engines = engine_args.engines(registry)
-        common.check_pik(classifier, engines)
-        common.check_policy(trained, engines)
-        for engine in engines:  # load the weights now, not on the first request
-            engine.start("warm up")
-            engine.next_token()
-        costing = common.meter(engines, unit, measure=caps.relative is not None and unit == "time")
-        server = Server(engines, registry.defaults, limits, caps, classifier, max_queue, timeout, key, meter=costing, policy=trained)
-        import uvicorn
+    if not 0 <= port <= 65535:
+        raise common.UsageError(f"--port {port} is not a TCP port", "pass 1-65535, e.g. 8000")
+    if max_queue < 1 or not timeout > 0:
+        raise common.UsageError("--max-queue and --timeout must be positive", "e.g. --max-queue 8 --timeout 300")
+    key = None
+    if api_key_env is not None:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise common.UsageError(f"--api-key-env {api_key_env}: that variable is unset or empty", f"export {api_key_env}=... first")
+    session = Session.from_options(common.options(locals()))
+    sock = _bind(host, port)  # a busy port is said before any model loads
+    for engine in session.engines:  # load the weights now, not on the first request
+        engine.start("warm up")
+        engine.next_token()
+    session.meter  # noqa: B018 - the profile (measured where a budget in time needs it) before the first request
+    import uvicorn
 
-        print(f"steer: serving {', '.join(e.name for e in engines)} on http://{host}:{port}/v1 (Ctrl-C stops)", file=sys.stderr)
-        uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
+    Output().note(f"serving {', '.join(e.name for e in session.engines)} on http://{host}:{port}/v1 (Ctrl-C stops)")
+    server = uvicorn.Server(uvicorn.Config(create_app(Server(session, max_queue, timeout, key)), log_level="warning"))
+    server.run(sockets=[sock])
+
+
+def _bind(host: str, port: int):
+    """The listening socket, bound now, so the server starts on it or not at all."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        fix = "stop what holds it, or pass another --port" if exc.errno == errno.EADDRINUSE else "pass an address of this machine, e.g. --host 127.0.0.1"
+        raise common.SteerError(f"cannot listen on {host}:{port}: {exc.strerror}", fix) from None
+    sock.set_inheritable(True)
+    return sock

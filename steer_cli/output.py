@@ -1,0 +1,64 @@
+"""The one sink every command writes through (huggingface_hub's `Output`).
+
+Three modes. human: results as text on stdout; notes, progress and the live
+view of the steps on stderr. json: the result as one JSON document on stdout
+(tables and notes on stderr). quiet: results only, nothing on stderr but
+warnings and errors. stdout carries nothing but results, so commands compose
+in pipelines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+
+class Output:
+    def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
+        self.json, self.quiet = as_json, quiet
+
+    def note(self, text: str) -> None:
+        """Progress a person reads: stderr, unless quiet."""
+        if not self.quiet:
+            print(f"steer: {text}", file=sys.stderr)
+
+    def warn(self, text: str) -> None:
+        """Something the user must hear even when quiet (a failed line, no answer)."""
+        print(f"steer: {text}", file=sys.stderr)
+
+    def error(self, err: Exception) -> None:
+        """The one line a failure gets (the error map in cli.main calls this)."""
+        print(f"steer: error: {err}", file=sys.stderr)
+
+    def result(self, payload: Any, text: str | None = None) -> None:
+        """The command's result: JSON in json mode, else `text` (if any)."""
+        if self.json:
+            print(json.dumps(payload, ensure_ascii=False))
+        elif text is not None:
+            print(text)
+
+    def record(self, payload: Any) -> None:
+        """One JSON line of a stream of results (batch to stdout), flushed."""
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def table(self, text: str, to_stderr: bool = False) -> None:
+        """A table (or a row of one): the result in human mode, beside it (stderr) in json mode."""
+        print(text, file=sys.stderr if self.json or to_stderr else sys.stdout)
+
+    def counter(self, name: str, total: int, every: int = 1, transient: bool = False, hide: bool = False) -> Any:
+        from steer_cli.ui import Counter
+
+        return Counter(name, total, quiet=self.quiet or hide, every=every, transient=transient)
+
+    def steps(self, events: Iterable[Any], route: Any) -> Iterator[Any]:
+        """A solution's events, drawn on stderr as they pass (not when quiet)."""
+        if self.quiet:
+            return iter(events)
+        from steer_cli import ui
+
+        console = ui.stderr_console()
+        console.print(ui.legend(route.router, route.threshold, route.signal))
+        return ui.show(events, console)
