@@ -13,18 +13,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from steer_cli.errors import SteerError
 from steer_cli.signals import NextToken, greedy, log_softmax_at, sample, summarize, top_alternatives
-from steer_cli.weights import FALLBACK_TEMPLATE, STEP_INSTRUCTION, LoadOptions, Weights, gguf_param_count, physical_cores
+from steer_cli.weights import FALLBACK_TEMPLATE, STEP_INSTRUCTION, LoadOptions, ModelFile, Weights, gguf_param_count, physical_cores
 
 __all__ = ["FALLBACK_TEMPLATE", "STEP_INSTRUCTION", "ContextFull", "Engine", "EngineStats", "LlamaEngine", "LoadOptions", "Token", "gguf_param_count", "physical_cores"]
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
 
 
 
@@ -106,7 +103,7 @@ class Engine(Protocol):
     def set_sampling(self, temperature: float | None, seed: int | None) -> None: ...
 
 
-class LlamaEngine:
+class LlamaEngine(ModelFile):
     """A GGUF model kept warm in llama.cpp. Weights load on first evaluation;
     until then a vocab-only handle serves tokenizing and counting."""
 
@@ -130,43 +127,10 @@ class LlamaEngine:
         self._scratch: np.ndarray | None = None  # vocab-sized buffer for the per-token math
         self._embedded: Any = None
 
-    # -- the model file (weights.py) -------------------------------------------
-    @property
-    def _llm(self) -> Llama:
-        return self.model.llm
-
-    @property
-    def _weights_loaded(self) -> bool:
-        return self.model.loaded
-
     def _ensure_weights(self) -> None:
         if self.model.ensure():
             self._kv_len = 0
             self._logits_at = -1
-
-    @property
-    def identity(self) -> str:
-        return self.model.identity
-
-    @property
-    def params(self) -> int:
-        return self.model.params
-
-    @property
-    def n_vocab(self) -> int:
-        return self.model.n_vocab
-
-    def prompt_text(self, problem: str) -> str:
-        return self.model.prompt_text(problem)
-
-    def render_prompt(self, problem: str) -> list[int]:
-        return self.model.render_prompt(problem)
-
-    def tokenize_text(self, text: str) -> list[int]:
-        return self.model.tokenize_text(text)
-
-    def count_tokens(self, text: str) -> int:
-        return self.model.count_tokens(text)
 
     def prompt_length(self) -> int:
         return self._prompt_len

@@ -1,7 +1,8 @@
 """`steer serve`: routed reasoning behind an OpenAI-compatible API.
 
 The model field names the route (`steer`, `steer:entropy@0.36`,
-`trim:verify@0.8`, `cascade@0.999+pik`, `steer+pik@0.18`, `large`, ...), the last user message
+`trim:verify@0.8`, `cascade@0.999+pik`, `steer+pik@0.18`, `mix@0.4`, `large`, ..., or `default`:
+the route models.yaml names, which `calibrate --router auto` saves), the last user message
 is the problem, and every response carries which model wrote each step.
 One set of warm engines serves one request at a time: the rest wait in a
 bounded queue (429 past it); a request has a deadline; a client that goes
@@ -91,6 +92,8 @@ class Server:
         name = body.get("model")
         if not isinstance(name, str) or not name.strip():  # the OpenAI API requires it
             raise ApiError(400, "'model' is required: a string naming a route, e.g. steer or trim:verify@0.8 (GET /v1/models lists them)", code="invalid_model")
+        if name == "default":  # the route models.yaml names (what `calibrate --router auto` saves)
+            name = self.session.defaults.router
         try:
             route = self.session.route(routes.parse(name, "model"))
         except (SteerError, ValueError) as exc:
@@ -231,7 +234,7 @@ def create_app(server: Server):
 
     @app.get("/v1/models")
     async def models() -> dict:
-        routes = [r.label for r in server.session.runnable()]  # a router whose trained file is missing is not served
+        routes = ["default", *(r.label for r in server.session.runnable())]  # a router whose trained file is missing is not served
         return {"object": "list", "data": [{"id": r, "object": "model", "created": 0, "owned_by": "steer"} for r in routes]}
 
     @app.post("/v1/chat/completions")

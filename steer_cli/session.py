@@ -105,12 +105,13 @@ class Session:
     def engines(self) -> list:
         """The tiers, loaded once (the trained files checked against them)."""
         if self._engines is None:
-            assert self.load is not None, "a Session needs engines or a way to load them"
-            self._engines = self.load()
-            for kind, artifact in self.artifacts.items():
-                from steer_cli.routers import ARTIFACTS
+            from steer_cli.routers import ARTIFACTS
 
-                ARTIFACTS[kind].check(artifact, self._engines)
+            assert self.load is not None, "a Session needs engines or a way to load them"
+            engines = self.load()
+            for kind, artifact in self.artifacts.items():
+                ARTIFACTS[kind].check(artifact, engines)
+            self._engines = engines
         return self._engines
 
     @property
@@ -154,7 +155,7 @@ class Session:
 
     def solver(self, route: Route, limits: StepLimits | None = None, seed: int | None = None) -> Solver:
         """The only place a Solver is built."""
-        filled = self.route(route)
+        filled = routes.fill(route, self.defaults, self.artifacts)
         router = routes.build(filled, self.artifacts, self.seed if seed is None else seed)
         return Solver(self.engines, router, limits or self.limits, self.budget, self.meter)
 

@@ -217,9 +217,8 @@ class Counter:
             self._first = (now, done)
             return ""
         start, at = self._first
-        if done <= at or done >= self.total:
-            return ""
-        return f" · about {duration((now - start) / (done - at) * (self.total - done))} left"
+        left = (now - start) / (done - at) * (self.total - done) if at < done < self.total else 0.0
+        return f" · about {duration(left)} left" if left >= 1 else ""  # reused records tick at once: no pace to tell
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

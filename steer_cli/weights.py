@@ -209,6 +209,45 @@ class Weights:
         return cached
 
 
+class ModelFile:
+    """What an engine tells of its model file, read from `self.model` (a
+    Weights): identity, size, tokenizer and prompt template."""
+
+    model: Weights
+
+    @property
+    def _llm(self) -> Llama:
+        return self.model.llm
+
+    @property
+    def _weights_loaded(self) -> bool:
+        return self.model.loaded
+
+    @property
+    def identity(self) -> str:
+        return self.model.identity
+
+    @property
+    def params(self) -> int:
+        return self.model.params
+
+    @property
+    def n_vocab(self) -> int:
+        return self.model.n_vocab
+
+    def prompt_text(self, problem: str) -> str:
+        return self.model.prompt_text(problem)
+
+    def render_prompt(self, problem: str) -> list[int]:
+        return self.model.render_prompt(problem)
+
+    def tokenize_text(self, text: str) -> list[int]:
+        return self.model.tokenize_text(text)
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
+
+
 def _release_freed_heap() -> None:
     """Hand freed heap pages back to the OS (glibc keeps them otherwise): the
     vocabulary-only handle's ~45 MiB would stay resident for the whole run."""

@@ -88,3 +88,10 @@ def _check(r) -> None:
 def test_any_body_gets_an_error_object_or_a_completion(body):
     _check(CLIENT.post("/v1/chat/completions", content=json.dumps(body, allow_nan=True), headers={"content-type": "application/json"}))
     assert CLIENT.get("/health").json()["status"] == "ok"
+
+
+def test_the_default_model_is_the_configured_route():
+    listed = [m["id"] for m in CLIENT.get("/v1/models").json()["data"]]
+    assert listed[0] == "default" and "mix@0.5" in listed
+    r = CLIENT.post("/v1/chat/completions", json={"model": "default", "messages": USER})
+    assert r.status_code == 200 and r.json()["model"] == "steer:maxprob@0.5"  # Defaults(): router steer, its own threshold and signal
