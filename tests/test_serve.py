@@ -4,7 +4,6 @@ client, streaming and not, errors, auth, a client that leaves, and load."""
 import concurrent.futures
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,9 @@ import time
 import httpx
 import openai
 import pytest
+from serving import free_port, wait_healthy
 
 FAST = ["--max-steps", "3", "--max-step-tokens", "6", "--threads", "1", "--n-ctx", "512"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -32,13 +26,8 @@ def server(tiny_small, tiny_large, tmp_path):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    return base, proc
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        if wait_healthy(base, proc):
+            return base, proc
         proc.kill()
         pytest.fail(f"steer serve did not start: {proc.stderr.read().decode()}")
 
