@@ -111,6 +111,7 @@ class Discarded:
     steps: list[Step]
     score: float | None
     to_tier: int
+    by: str = ""  # with no steps: what sent the query past the lower tiers (pik, mix)
 
 
 @dataclass
@@ -264,7 +265,7 @@ class Solver:
         first = self.router.first_tier(lambda: self.tiers[0].embed_prompt(self._problem), self._problem, len(self.tiers))
         if first.tier > 0:
             self._attempts.append({"tier": 0, "model": self.tiers[0].name, "skipped": True, first.by: first.score})
-            yield Discarded([], first.score, first.tier)
+            yield Discarded([], first.score, first.tier, first.by)
         elif first.score is not None and first.by == "pik":
             self._pik = first.score
             if not self._query_level:  # the cascade files it with tier 0's answer

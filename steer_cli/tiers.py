@@ -93,7 +93,6 @@ def build_tiers(
         choice = resolve_model(spec, registry, cache)
         opts = replace(base, n_ctx=n_ctx or choice.n_ctx, chat_template=base.chat_template or choice.chat_template)
         engine = LlamaEngine(choice.name, choice.path, opts)
-        # A local model bills no API: $0 unless models.yaml prices it (electricity, say).
-        engine.price = (None if _looks_like_path(spec) else registry.model(spec).price) or Price(input_per_m=0, output_per_m=0)
+        (engine.price,) = prices(registry, [spec])  # a local model bills $0 unless models.yaml prices it (electricity, say)
         engines.append(engine)
     return engines

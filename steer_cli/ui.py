@@ -78,6 +78,8 @@ def render_step(step: Step) -> Text:
 def render_discarded(event: Discarded) -> Text:
     """A rejected draft (TRIM) or a whole answer (cascade), struck through."""
     score = "-" if event.score is None else f"{event.score:.2f}"
+    if event.by == "mix":  # random mixing drew this query for the top tier
+        return Text(f"  ↷ mix draw {score}: tier {event.to_tier + 1} solves the problem alone", style="dim")
     if not event.steps:  # P(IK) sent the query past a tier before it wrote anything
         return Text(f"  ↷ P(IK) {score}: tier {event.to_tier} skipped, tier {event.to_tier + 1} solves the problem", style="dim")
     line = Text("  ✗ ", style="bold red")

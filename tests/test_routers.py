@@ -185,3 +185,10 @@ def test_mix_sends_a_fixed_share_of_whole_queries_to_the_top_tier_by_their_hash(
     assert 0.22 < share < 0.38
     again = [solve_one(Session.of([Says("small"), Says("large")]).solver(route), p).steps[0].tier for p in problems[:20]]
     assert again == [r.steps[0].tier for r in results[:20]]  # reproducible: the same queries go up every run
+
+
+def test_the_live_view_says_a_mixed_query_went_to_the_top_tier():
+    from steer_cli.ui import render_discarded
+
+    assert "mix draw 0.12: tier 2 solves the problem alone" in render_discarded(Discarded([], 0.12, 1, "mix")).plain
+    assert "P(IK) 0.12: tier 1 skipped" in render_discarded(Discarded([], 0.12, 1, "pik")).plain
