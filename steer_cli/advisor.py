@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from steer_cli import stats
-from steer_cli.routers import mix_draw
+from steer_cli.routers import mix_draw, mix_up
 from steer_cli.routes import Route
 
 
@@ -58,7 +58,7 @@ def records_of(route: Route, small: list[dict], large: list[dict]) -> list[dict]
     if route.router == "large":
         return large
     if route.router == "mix":
-        return replayed(small, large, [mix_draw(r["problem"]) < route.threshold for r in small], False)
+        return replayed(small, large, [mix_up(r["problem"], route.threshold) for r in small], False)
     return replayed(small, large, [(r.get("answer_confidence") or 0.0) < route.threshold for r in small], True)
 
 
@@ -70,7 +70,7 @@ def paired_against(route: Route, other: Route, small: list[dict], large: list[di
 
 def mix_at(share: float, small: list[dict], large: list[dict], meter: Any) -> Candidate:
     share = round(share, 4)  # what the saved route will say, so what it will do
-    up = [mix_draw(r["problem"]) < share for r in small]
+    up = [mix_up(r["problem"], share) for r in small]
     route = Route("mix", share)
     return Candidate(route, replay(route.label, small, large, up, False, meter), "replayed")
 

@@ -10,13 +10,22 @@ import typer
 from typer.core import TyperGroup
 
 from steer_cli import __version__
-from steer_cli.commands import models, pik, policy
-from steer_cli.commands.ask import ask
-from steer_cli.commands.batch import batch
-from steer_cli.commands.bench import bench
-from steer_cli.commands.calibrate import calibrate
-from steer_cli.commands.evaluate import evaluate
-from steer_cli.commands.serve import serve
+from steer_cli.errors import SteerError
+from steer_cli.routers import load_plugins
+
+try:  # before the commands declare their options, so --router's help names every router
+    load_plugins()
+    _plugin_error: SteerError | None = None
+except SteerError as err:
+    _plugin_error = err
+
+from steer_cli.commands import models, pik, policy  # noqa: E402
+from steer_cli.commands.ask import ask  # noqa: E402
+from steer_cli.commands.batch import batch  # noqa: E402
+from steer_cli.commands.bench import bench  # noqa: E402
+from steer_cli.commands.calibrate import calibrate  # noqa: E402
+from steer_cli.commands.evaluate import evaluate  # noqa: E402
+from steer_cli.commands.serve import serve  # noqa: E402
 
 class OneLineErrors(TyperGroup):
     """The one error map, applied around every command: a known failure
@@ -87,13 +96,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    from steer_cli.errors import SteerError
     from steer_cli.output import Output
-    from steer_cli.routers import load_plugins
 
-    try:
-        load_plugins()  # before the commands run, so their checks and help know every router
-    except SteerError as err:
-        Output().error(err)
-        sys.exit(err.exit_code)
+    if _plugin_error is not None:
+        Output().error(_plugin_error)
+        sys.exit(_plugin_error.exit_code)
     app()

@@ -11,6 +11,7 @@ and decode counters are measured waste, not estimates.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -152,8 +153,8 @@ class LlamaEngine(ModelFile):
         """Keep the KV cache's longest prefix of the transcript as it stands
         (after `start` and any `append_text`): a transcript revisited (policy
         training walks a tree of them) is not evaluated again."""
-        if self._weights_loaded:
-            cached = np.asarray(self._llm._input_ids[: self._kv_len])
+        if self._has_cache():
+            cached = self._cached_ids()
             n = min(len(cached), len(self._tokens))
             diff = np.nonzero(cached[:n] != np.asarray(self._tokens[:n]))[0]
             # At most n-1: the last token is evaluated again for its logits.
@@ -161,6 +162,13 @@ class LlamaEngine(ModelFile):
         self._first_new = self._kv_len
         self._unclaimed_reuse = self._kv_len  # counted only if this model takes part
         self._logits_at = -1
+
+    def _has_cache(self) -> bool:
+        return self._weights_loaded
+
+    def _cached_ids(self) -> np.ndarray:
+        """The tokens the KV cache holds for this transcript."""
+        return np.asarray(self._llm._input_ids[: self._kv_len])
 
     def append_text(self, text: str) -> None:
         self._tokens.extend(self.tokenize_text(text))
@@ -203,18 +211,14 @@ class LlamaEngine(ModelFile):
         if start + len(new) > self.options.n_ctx:
             raise ContextFull(f"{self.name}: transcript of {start + len(new)} tokens exceeds n_ctx={self.options.n_ctx}", "raise n_ctx in models.yaml or lower --max-steps")
         self._tokens.extend(new)
-        started = time.perf_counter()
         logprobs = [first]
-        llm = self._llm
         for i in range(0, len(new), SCORE_ROWS):
             chunk = new[i : i + SCORE_ROWS]
-            llm._batch.set_batch(batch=chunk, n_past=start + i, logits_all=True)
-            llm._ctx.decode(llm._batch)
-            llm.input_ids[start + i : start + i + len(chunk)] = chunk
-            llm.n_tokens = start + i + len(chunk)
+            row = self._score_chunk(start + i, chunk)
+            started = time.perf_counter()
             for j, following in enumerate(new[i + 1 : i + len(chunk) + 1]):
-                logprobs.append(log_softmax_at(self._row(j), following))
-        self.stats.wall_s += time.perf_counter() - started
+                logprobs.append(log_softmax_at(row(j), following))
+            self.stats.wall_s += time.perf_counter() - started
         self.stats.evaluated_tokens += len(new)
         self.stats.prefill_tokens += len(new)
         self.stats.scored_tokens += len(new)
@@ -233,10 +237,7 @@ class LlamaEngine(ModelFile):
             raise ContextFull(f"{self.name}: transcript of {n} tokens exceeds n_ctx={self.options.n_ctx}", "raise n_ctx in models.yaml or lower --max-steps")
         start = min(self._kv_len, n - 1)  # re-evaluate one token if only logits are missing
         todo = self._tokens[start:]
-        started = time.perf_counter()
-        self._llm.n_tokens = start
-        self._llm.eval(todo)
-        self.stats.wall_s += time.perf_counter() - started
+        self._evaluate(start, todo)
         self.stats.evaluated_tokens += len(todo)
         self.stats.reused_tokens += self._unclaimed_reuse
         self._unclaimed_reuse = 0
@@ -246,6 +247,24 @@ class LlamaEngine(ModelFile):
         self.stats.needed_tokens += max(0, n - max(self._kv_len, self._first_new))
         self._first_new = max(self._first_new, n)
         self._kv_len = self._logits_at = n
+
+    def _evaluate(self, start: int, tokens: list[int]) -> None:
+        """Send `tokens` (positions from `start` on) through the model; the last one's logits row is kept."""
+        started = time.perf_counter()
+        self._llm.n_tokens = start
+        self._llm.eval(tokens)
+        self.stats.wall_s += time.perf_counter() - started
+
+    def _score_chunk(self, pos: int, chunk: list[int]) -> Callable[[int], np.ndarray]:
+        """One pass over `chunk` with a logits row for every position; returns the row reader."""
+        started = time.perf_counter()
+        llm = self._llm
+        llm._batch.set_batch(batch=chunk, n_past=pos, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[pos : pos + len(chunk)] = chunk
+        llm.n_tokens = pos + len(chunk)
+        self.stats.wall_s += time.perf_counter() - started
+        return self._row
 
     def _logits(self) -> np.ndarray:
         return self._row(-1)

@@ -41,8 +41,42 @@ class Bench:
         """How many of `items` the route's record file does not hold yet."""
         from steer_cli.records import read_records
 
-        held = read_records(self.path(route))
-        return sum(item.key not in held for item in items)
+        held, reuse = read_records(self.path(route)), self.solo_reuse(route)
+        return sum(item.key not in held and (reuse is None or reuse(item) is None) for item in items)
+
+    def solo_reuse(self, route: Route) -> Callable[[Any], dict | None] | None:
+        """For a query-level route (`mix@p`, the P(T) cascade over two tiers)
+        under greedy decoding and no budget: a query sent to one model is that
+        model's solo run, so recorded solo runs are replayed (and marked) instead
+        of solved again, exactly as calibrate's advisor prices them."""
+        from steer_cli.advisor import combine
+        from steer_cli.records import read_records
+        from steer_cli.routers import mix_draw, mix_up
+
+        session = self.session
+        plain = session.temperature == 0 and not session.budget.active and route.pik is None and route.threshold is not None
+        if not plain or route.router not in ("mix", "cascade") or (route.router == "cascade" and len(session.engines) != 2):
+            return None
+        solo = {name: read_records(self.path(Route(name))) for name in ("small", "large")}
+
+        def attempt(tier: int, record: dict) -> dict:
+            return {"tier": tier, "model": record["cost"]["models"][0]["name"], "answer": record.get("answer"), "confidence": record.get("answer_confidence")}
+
+        def reuse(item: Any) -> dict | None:
+            small, large = solo["small"].get(item.key), solo["large"].get(item.key)
+            if route.router == "mix":
+                up = mix_up(item.question, route.threshold)
+                record = large if up else small
+                skipped = [{"tier": 0, "model": small["cost"]["models"][0]["name"], "skipped": True, "mix": round(mix_draw(item.question), 6)}] if up and small else []
+                return None if record is None else {**record, "router": "mix", "reused": "large" if up else "small", "attempts": skipped}
+            if small is not None and (small.get("answer_confidence") or 0.0) >= route.threshold:
+                return {**small, "router": "cascade", "reused": "small", "attempts": [attempt(0, small)]}
+            if small is None or large is None:
+                return None
+            return {**combine(small, large), "router": "cascade", "reused": "small+large", "attempts": [attempt(0, small), attempt(1, large)],
+                    "drafts": small["steps"] + small.get("drafts", [])}
+
+        return reuse
 
     def records(self, route: Route, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
         """Each item's record, solving only what the record file lacks; every
@@ -50,14 +84,15 @@ class Bench:
         `reuse(item)` may supply a record known to be what solving would give."""
         from steer_cli import runs
 
-        solver = self.session.solver(route)
-        found = []
         with RecordFile(self.path(route)) as store:
-            for item in items:
-                record = store.get(item.key)
-                if record is None:
-                    known = reuse(item) if reuse else None
-                    record = store.add(item.key, known if known is not None else runs.result_record(item, runs.solve_one(solver, item.question)))
-                found.append({**record, "id": item.id})
+            known = {item.key: store.get(item.key) or (reuse(item) if reuse else None) for item in items}
+            for item in items:  # what `reuse` knows is stored first
+                if known[item.key] is not None and store.get(item.key) is None:
+                    known[item.key] = store.add(item.key, known[item.key])
+            todo = list({item.key: item for item in items if known[item.key] is None}.values())
+            for _ in range(len(items) - len(todo)):
                 tick()
-        return found
+            for item, result in self.session.solve_many(route, todo, lambda i: i.question):
+                known[item.key] = store.add(item.key, runs.result_record(item, result))
+                tick()
+        return [{**known[item.key], "id": item.id} for item in items]

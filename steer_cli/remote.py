@@ -11,10 +11,14 @@ cached prompt tokens are credited where the server reports them.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +59,16 @@ class RemoteEngine:
         self._seed = self.options.seed
         self._last_completion_tokens = 0
         self.stop = "\n\n"  # the step delimiter, set by the solver: the server stops there
+        self.away: Callable[[], AbstractContextManager] = nullcontext  # held while waiting on the server
+
+    def lane(self, away: Callable[[], AbstractContextManager]) -> RemoteEngine:
+        """A twin for one of several problems solved at once (batching.py): its
+        own transcript and counters, the same connection pool, so up to N
+        requests are in flight and the server batches them itself."""
+        twin = copy.copy(self)
+        twin.stats, twin._buffer, twin._text, twin._prompt = EngineStats(), deque(), "", ""
+        twin.options, twin.away = replace(self.options), away
+        return twin
 
     @property
     def identity(self) -> str:
@@ -194,7 +208,8 @@ class RemoteEngine:
         for attempt in range(RETRIES):
             started = time.perf_counter()
             try:
-                response = self._http.post("/completions", json=body)
+                with self.away():
+                    response = self._http.post("/completions", json=body)
             except httpx.TransportError as exc:
                 problem = f"cannot reach {where}: {type(exc).__name__}"
                 retry = True

@@ -180,6 +180,11 @@ def mix_draw(problem: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def mix_up(problem: str, share: float) -> bool:
+    """Whether `mix@share` sends this problem to the top tier."""
+    return round(mix_draw(problem), 6) < share
+
+
 @dataclass
 class MixRouter(RouterBase):
     """Random mixing of whole queries, the line every router is judged
@@ -191,8 +196,7 @@ class MixRouter(RouterBase):
     name: str = "mix"
 
     def first_tier(self, embed: Callable[[], Any], problem: str, n_tiers: int) -> Decision:
-        draw = round(mix_draw(problem), 6)
-        return Decision(tier=n_tiers - 1 if draw < self.threshold else 0, score=draw, by="mix")
+        return Decision(tier=n_tiers - 1 if mix_up(problem, self.threshold) else 0, score=round(mix_draw(problem), 6), by="mix")
 
     def decide(self, point: DecisionPoint) -> Decision:
         return Decision(tier=0)
@@ -362,7 +366,7 @@ def _mix_scores(signal: str | None, records: list[dict]) -> list[float]:
 
 
 def _mix_stays(signal: str | None, threshold: float, record: dict) -> bool:
-    return mix_draw(record["problem"]) >= threshold
+    return not mix_up(record["problem"], threshold)
 
 
 def _trim_scores(signal: str | None, records: list[dict]) -> list[float]:

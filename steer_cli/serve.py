@@ -4,8 +4,9 @@ The model field names the route (`steer`, `steer:entropy@0.36`,
 `trim:verify@0.8`, `cascade@0.999+pik`, `steer+pik@0.18`, `mix@0.4`, `large`, ..., or `default`:
 the route models.yaml names, which `calibrate --router auto` saves), the last user message
 is the problem, and every response carries which model wrote each step.
-One set of warm engines serves one request at a time: the rest wait in a
-bounded queue (429 past it); a request has a deadline; a client that goes
+One set of warm engines serves one request at a time, or N with `--parallel N`
+(their tokens share each batched pass, and a request joins at its next token):
+the rest wait in a bounded queue (429 past it); a request has a deadline; a client that goes
 away stops its generation at the next token. Errors are OpenAI-style
 `{"error": {"message", "type", "code"}}` objects.
 """
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -70,7 +73,9 @@ class Server:
         return self.session.engines
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()  # one solve at a time on these engines
+        self._free: queue.SimpleQueue = queue.SimpleQueue()  # lanes not solving: one set of engines each
+        for lane in range(self.session.parallel) if self.session.parallel > 1 else [None]:
+            self._free.put(lane)
         self._waiting = 0
         self._guard = threading.Lock()
 
@@ -123,28 +128,40 @@ class Server:
 
     # -- solving (in a worker thread) ----------------------------------------
     def events(self, request: Request, cancel: threading.Event) -> Iterator[Any]:
-        """The solver's events for one request, holding the engines while it
-        runs; stops at the next token once `cancel` is set or time runs out."""
+        """The solver's events for one request, holding a lane (a set of
+        engines) while it runs; with `--parallel N`, N requests share each
+        batched pass. Stops at the next token once `cancel` is set or time runs out."""
         deadline = time.monotonic() + self.timeout_s
-        with self._lock:
-            self._sampling(request)
-            limits = self.session.limits if request.max_tokens is None else replace(self.session.limits, max_tokens=request.max_tokens)
-            stream = self.session.solver(request.route, limits, request.seed or 0).solve(request.problem)
-            try:
-                for event in stream:
-                    if cancel.is_set():
-                        self.counters.cancelled += 1
-                        return
-                    if time.monotonic() > deadline:
-                        self.counters.timed_out += 1
-                        raise ApiError(504, f"the solution took longer than {self.timeout_s:g} s", "timeout_error", "timeout")
-                    yield event
-                self.counters.served += 1
-            finally:
-                stream.close()
+        lane = self._free.get()
+        try:
+            scheduler = self.session.lanes()[1] if lane is not None else None
+            with scheduler.working() if scheduler is not None else nullcontext():
+                self._sampling(request, lane)
+                limits = self.session.limits if request.max_tokens is None else replace(self.session.limits, max_tokens=request.max_tokens)
+                stream = self.session.solver(request.route, limits, request.seed or 0, lane=lane).solve(request.problem)
+                try:
+                    for event in stream:
+                        if cancel.is_set():
+                            self.counters.cancelled += 1
+                            return
+                        if time.monotonic() > deadline:
+                            self.counters.timed_out += 1
+                            raise ApiError(504, f"the solution took longer than {self.timeout_s:g} s", "timeout_error", "timeout")
+                        yield event
+                    self.counters.served += 1
+                finally:
+                    stream.close()
+        finally:
+            self._free.put(lane)
 
-    def _sampling(self, request: Request) -> None:
-        for engine in self.engines:
+    def batching(self) -> dict:
+        """How many requests share a pass: the lanes, and the most that ever did."""
+        if self.session.parallel == 1:
+            return {"parallel": 1}
+        return {"parallel": self.session.parallel, "widest_pass": self.session.lanes()[1].widest}
+
+    def _sampling(self, request: Request, lane: int | None) -> None:
+        for engine in self.engines if lane is None else self.session.lanes()[0][lane]:
             engine.set_sampling(request.temperature, request.seed)
 
 
@@ -230,7 +247,7 @@ def create_app(server: Server):
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "models": [e.name for e in server.engines], "queued": server.queued, **vars(server.counters)}
+        return {"status": "ok", "models": [e.name for e in server.engines], "queued": server.queued, **vars(server.counters), **server.batching()}
 
     @app.get("/v1/models")
     async def models() -> dict:

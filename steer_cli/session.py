@@ -9,18 +9,21 @@ all take one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from steer_cli import routes
+from steer_cli.batching import MAX_PARALLEL
 from steer_cli.budget import Budget
 from steer_cli.errors import UsageError
 from steer_cli.registry import Defaults
 from steer_cli.routes import Route
 from steer_cli.solver import Solver, StepLimits
 from steer_cli.tiers import build_tiers, prices, tier_specs
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Options:
     cost_unit: str | None = None
     trained: tuple[tuple[str, Path], ...] = ()  # (kind, file): --pik, --policy, --trained KIND=FILE
     quiet: bool = False
+    parallel: int = 1
 
 
 @dataclass
@@ -63,8 +67,10 @@ class Session:
     load: Callable[[], list] | None = None
     identities: dict = field(default_factory=dict)  # what keys records beyond the engines (prompt, sampling)
     prices: list | None = None  # each tier's models.yaml price, known before any model loads
+    parallel: int = 1  # problems solved at once (batching.py)
     _engines: list | None = None
     _meter: Any = None
+    _lanes: Any = None
 
     @classmethod
     def of(cls, engines: list, meter: Any = None, **parts: Any) -> Session:
@@ -80,7 +86,7 @@ class Session:
         artifacts = load_artifacts(options.trained)
         session = cls(registry.defaults, step_limits(options.max_steps, options.max_step_tokens, options.delimiter), budget, artifacts,
                       options.seed, options.temperature, options.quiet, measure, lambda: _load_tiers(options, registry),
-                      prices=prices(registry, tier_specs(registry, options.tiers, options.small, options.large)))
+                      prices=prices(registry, tier_specs(registry, options.tiers, options.small, options.large)), parallel=options.parallel)
         if budget.relative is not None:
             session.require_prices("--budget")
         if not session.limits.delimiter:
@@ -153,11 +159,38 @@ class Session:
                 raise UsageError(f"router {named.router} reads no {kind} file", f"drop it, or use the router that reads it: --router {_reader(kind)}")
         return self.route(named)
 
-    def solver(self, route: Route, limits: StepLimits | None = None, seed: int | None = None) -> Solver:
-        """The only place a Solver is built."""
+    def solver(self, route: Route, limits: StepLimits | None = None, seed: int | None = None, lane: int | None = None) -> Solver:
+        """The only place a Solver is built; `lane` picks one of the `parallel` sets of tiers."""
         filled = routes.fill(route, self.defaults, self.artifacts)
         router = routes.build(filled, self.artifacts, self.seed if seed is None else seed)
-        return Solver(self.engines, router, limits or self.limits, self.budget, self.meter)
+        engines = self.engines if lane is None else self.lanes()[0][lane]
+        return Solver(engines, router, limits or self.limits, self.budget, self.meter)
+
+    def lanes(self) -> tuple[list[list], Any]:
+        """`parallel` sets of tiers sharing the models, and their scheduler (made once)."""
+        if self._lanes is None:
+            from steer_cli.batching import lanes, reserved
+            from steer_cli.output import Output
+
+            self._lanes = lanes(self.engines, self.parallel)
+            Output(quiet=self.quiet).note(f"{self.parallel} problems at once: {reserved(self.engines, self.parallel) / 2**30:.2f} GiB of KV cache for them")
+        return self._lanes
+
+    def solve_many(self, route: Route, items: list[T], question: Callable[[T], str]) -> Iterator[tuple[T, Any]]:
+        """(item, Result) for each item, `parallel` at a time, in the order they finish."""
+        from steer_cli.runs import solve_one
+
+        if self.parallel == 1 or len(items) <= 1:
+            solver = self.solver(route) if items else None
+            for item in items:
+                yield item, solve_one(solver, question(item))
+            return
+        from steer_cli.batching import solve_all
+
+        meter = self.meter  # measured (if it must be) before the lanes start
+        assert meter is not None
+        solvers = [self.solver(route, lane=i) for i in range(self.parallel)]
+        yield from solve_all([lambda item, s=s: solve_one(s, question(item)) for s in solvers], items, self.lanes()[1])
 
     def expected(self, solves: int, tier: int = -1) -> str:
         """What `solves` problems cost on this machine, each priced as `tier`
@@ -231,6 +264,8 @@ def checked_registry(options: Options) -> Any:
         raise UsageError(f"--gpu-layers {options.gpu_layers} is negative", "pass 0 (CPU) or a layer count")
     if options.seed < 0:
         raise UsageError(f"--seed {options.seed} is negative", "pass 0 or more")
+    if not 1 <= options.parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel {options.parallel} is outside [1, {MAX_PARALLEL}]", "pass 1 (one problem at a time) to 16")
     if not 0.0 <= options.temperature <= 5.0:
         raise UsageError(f"--temperature {options.temperature:g} is outside [0, 5]", "0 is greedy; 0.7 is a usual sampling temperature")
     return load_registry(options.config)

@@ -175,8 +175,10 @@ class Solver:
             attempt = _Attempt()
             yield from self._run_steps(attempt, list(range(first, len(self.tiers))))
         result = Result(problem, attempt.answer, attempt.steps, attempt.finish, self.router.name)
-        loading = sum(s.load_s for s in self._ledger.since())  # a one-off, not the problem's cost
-        result.cost = self._cost(attempt, time.perf_counter() - started - loading)
+        since = self._ledger.since()
+        loading = sum(s.load_s for s in since)  # a one-off, not the problem's cost
+        shared = any(getattr(t, "batched", False) for t in self.tiers)  # solved beside others: its share, not the time it waited
+        result.cost = self._cost(attempt, sum(s.wall_s for s in since) if shared else time.perf_counter() - started - loading)
         result.budget_bound = self._bound
         result.cost.budget = self._ledger.report(attempt.top_tokens)
         result.answer_confidence = answer_confidence(attempt.steps, attempt.finish == "eos")

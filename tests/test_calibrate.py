@@ -198,8 +198,9 @@ def test_calibrate_auto_chooses_among_routes_and_later_commands_use_it(tmp_path,
     common = ["--small", str(tiny_small), "--large", str(smollm2_path), "--work", str(tmp_path / "work"), "--max-steps", "3",
               "--max-step-tokens", "8", "--threads", "1", "--n-ctx", "1024", "--cost-unit", "flops"]
     r = runner.invoke(app, ["calibrate", "--target-cost", "0.8", "--router", "auto", "--data", str(data), "--limit", "5",
-                            "--heldout", str(data), "--heldout-limit", "3", "--json", "-q", *common])
+                            "--heldout", str(data), "--heldout-limit", "3", "--json", "-q", "--out", str(tmp_path / "choice"), *common])
     assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "choice" / "frontier.png").read_bytes()[:4] == b"\x89PNG"  # every candidate, the random line drawn
     out = json.loads(r.stdout)
     names = [c["route"].split("@")[0].split(":")[0] for c in out["candidates"]]
     assert names[:2] == ["small", "large"] and "mix" in names
@@ -209,10 +210,16 @@ def test_calibrate_auto_chooses_among_routes_and_later_commands_use_it(tmp_path,
     assert out["heldout"]["n"] == 3 and out["heldout"]["mix"].startswith("mix@")
     # A replayed candidate against a real run of the same route on the same problems.
     mix = next(c for c in out["candidates"] if c["route"].startswith("mix"))
-    ev = runner.invoke(app, ["eval", "--routers", f"large,{mix['route']}", "--data", str(data), "--limit", "5", "--json", "-q", *common])
+    fresh = [tmp_path / "fresh" if a == str(tmp_path / "work") else a for a in common]  # no solo records there: mix is really solved
+    ev = runner.invoke(app, ["eval", "--routers", f"{mix['route']},large", "--data", str(data), "--limit", "5", "--json", "-q", *map(str, fresh)])
     assert ev.exit_code == 0, ev.stderr
     real = next(s for s in json.loads(ev.stdout) if s["config"] == mix["route"])
     assert real["accuracy"] == mix["accuracy"] and real["relative_cost"] == pytest.approx(mix["cost"], rel=0.05)
+    # Beside the solo records, eval reuses them for mix instead of solving again.
+    again = runner.invoke(app, ["eval", "--routers", f"large,{mix['route']}", "--data", str(data), "--limit", "5", "--json", "-q", *common])
+    reused = [json.loads(line) for f in (tmp_path / "work").glob("mix@*.jsonl") for line in f.read_text().splitlines()]
+    assert again.exit_code == 0 and len(reused) == 5 and all(r["reused"] in ("small", "large") for r in reused)
+    assert next(s for s in json.loads(again.stdout) if s["config"] == mix["route"])["accuracy"] == mix["accuracy"]
     saved = yaml.safe_load(open(out["saved_to"]))
     assert saved["defaults"]["router"] == out["route"].split("@")[0].split(":")[0]
     asked = runner.invoke(app, ["ask", "What is 3 + 3?", "--json", "-q", *[a for a in common if a not in ("--work", str(tmp_path / "work"))]])

@@ -91,6 +91,15 @@ def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_sma
     gated = json.loads(runner.invoke(app, ["ask", "What is 2 + 2?", "--router", "steer", "-t", "0.5", "--pik", str(out), "--pik-threshold", "1", "--json", "-q", *models]).stdout)
     assert gated["attempts"][0]["skipped"] is True and gated["cost"]["models"][0]["decoded_tokens"] == 0
     assert gated["steps"] and {s["tier"] for s in gated["steps"]} == {1}
+    # Under --parallel each problem pays for its own embedding.
+    src = tmp_path / "two.jsonl"
+    src.write_text('{"id": "a", "question": "What is 2 + 2?"}\n{"id": "b", "question": "What is 3 + 5?"}\n')
+    both = runner.invoke(app, ["batch", str(src), "-o", str(tmp_path / "two-out.jsonl"), "--router", "steer", "-t", "0.5", "--pik", str(out), "--pik-threshold", "1",
+                               "--parallel", "2", "-q", *models])
+    assert both.exit_code == 0, both.stderr
+    for rec in map(json.loads, (tmp_path / "two-out.jsonl").read_text().splitlines()):
+        small_cost = rec["cost"]["models"][0]
+        assert rec["attempts"][0]["skipped"] is True and small_cost["decoded_tokens"] == 0 and small_cost["prefill_tokens"] > 5
     # calibrate moves the P(T) and P(IK) thresholds along one line and reports both.
     cal = runner.invoke(app, ["calibrate", "--target-cost", "0.9", "--router", "cascade", "--pik", str(out), "--data", str(data), "--limit", "4",
                               "--heldout", "none", "--max-rounds", "1", "--tolerance", "0.9", "--dry-run", "--json", "-q", "--work", str(tmp_path / "work"), *models])

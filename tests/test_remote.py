@@ -140,3 +140,16 @@ def test_a_server_without_prompt_logprobs_is_refused_not_trusted():
     with pytest.raises(SteerError, match="no prompt log-probs.*routers that work there"):
         engine.score_text("First, 2 + 3 = 5.\n\n")
     assert engine.stats.prefill_tokens == 30 and engine.stats.decoded_tokens == 1  # the call is still paid for
+
+
+def test_a_remote_tier_under_parallel_keeps_each_problem_its_own(remote, tiny_small, tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is {i} + {i}?"}) + "\n" for i in range(4)))
+    r = runner.invoke(app, ["batch", str(src), "-o", str(out), "-q", "--small", str(tiny_small), "--large", "smol-remote", "--router", "random@0.5", "--parallel", "3", *FAST])
+    assert r.exit_code == 0, r.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(rec["id"] for rec in records) == [f"q{i}" for i in range(4)]
+    for rec in records:  # each problem's remote bill is the tokens of its own steps
+        remote_cost = rec["cost"]["models"][1]
+        wrote = sum(s["tokens"] for s in rec["steps"] if s["model"] == "smol-remote")
+        assert remote_cost["decoded_tokens"] >= wrote and (wrote == 0 or remote_cost["prefill_tokens"] > 0)

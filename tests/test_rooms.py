@@ -65,6 +65,13 @@ def test_a_plugin_router_runs_in_eval(tiny_small, tiny_large, pattern, tmp_path)
         assert tiers(steps) == [1, 0, 1][: len(steps)]
 
 
+def test_a_plugin_router_is_in_the_help_of_every_command_that_routes():
+    env = {**os.environ, "STEER_PLUGINS": "toy_router", "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])}
+    for command in ("ask", "batch"):
+        shown = subprocess.run([sys.executable, "-m", "steer_cli", command, "--help"], capture_output=True, text=True, env={**env, "COLUMNS": "400"})
+        assert shown.returncode == 0 and "toy" in shown.stdout.split("--router")[1][:2000], shown.stdout[-600:]
+
+
 @pytest.mark.slow
 def test_a_plugin_router_is_served_when_its_file_is_given(tiny_small, tiny_large, pattern):
     from serving import free_port, wait_healthy

@@ -124,3 +124,14 @@ def test_twenty_concurrent_requests_are_answered_or_refused_none_lost(server):
     health = httpx.get(f"{base}/health").json()
     assert health["served"] + health["rejected"] == 41 + 1 and health["queued"] == 0
     assert json.loads(json.dumps(health))["status"] == "ok"
+
+
+def test_with_parallel_concurrent_requests_share_the_passes(server):
+    base, _ = server("--parallel", "4")
+    ask = lambda i: client(base).chat.completions.create(model="steer@0.5", messages=[{"role": "user", "content": f"What is {i} + 2?"}])  # noqa: E731
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, range(4)))
+    assert all(a.choices[0].message.content and a.usage.completion_tokens > 0 for a in answers)
+    health = httpx.get(f"{base}/health").json()
+    assert health["served"] == 4 and health["parallel"] == 4
+    assert health["widest_pass"] >= 2  # requests joined one another's batched passes

@@ -37,7 +37,7 @@ def ask(
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
 ) -> None:
-    """Solve PROBLEM step by step, routing each step to the small or large model. Takes seconds to a minute on 2 cores."""
+    """Solve PROBLEM step by step, routing each step to the small or large model: the answer on stdout (one JSON object with --json), the steps on stderr. Seconds to a minute on 2 cores."""
     from steer_cli import ui
     from steer_cli.output import Output
     from steer_cli.runs import solve_events

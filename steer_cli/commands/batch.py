@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,8 +40,9 @@ def batch(
     gpu_layers: common.GpuLayers = 0,
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
+    parallel: common.Parallel = 1,
 ) -> None:
-    """Solve every line of INPUT; one JSON result per line, flushed as it completes (about 10-40 s a GSM8K problem on 2 cores)."""
+    """Solve every line of INPUT; writes one JSON result per line to -o (or stdout), flushed as it completes (about 10-40 s a GSM8K problem on 2 cores; --parallel solves several at once)."""
     from steer_cli import datasets, runs
     from steer_cli.output import Output
     from steer_cli.session import Session
@@ -60,19 +62,36 @@ def batch(
     sink, done = runs.open_output(out_path)
     tally = runs.Tally()
     todo = runs.pending(items, done, tally)
-    solver = session.solver(route) if any(item.error is None for item in todo) else None
     # Results on a terminal's stdout: keep the bar from drawing over them.
     with sink, out.counter("batch", len(items), hide=out_path is None and sys.stdout.isatty()) as progress:
         progress.update(tally.done, tally.line())
-        for item in todo:
-            if item.error is not None:
-                out.warn(item.error)
-            record = runs.error_record(item) if item.error is not None else runs.result_record(item, runs.solve_one(solver, item.question), runs.batch_key(item))
-            if record.get("finish") == "context":
-                out.warn(f"{item.id}: the solution outgrew the context window before an answer (raise --n-ctx or lower --max-steps)")
+
+        def keep(record: dict) -> None:
             sink.append(record)
             tally.add(record)
             progress.update(tally.done, tally.line())
+
+        for item, result in _in_order(session, route, todo):
+            if result is None:
+                out.warn(item.error)
+                keep(runs.error_record(item))
+                continue
+            if result.finish == "context":
+                out.warn(f"{item.id}: the solution outgrew the context window before an answer (raise --n-ctx or lower --max-steps)")
+            keep(runs.result_record(item, result, runs.batch_key(item)))
     out.note(f"{tally.done}/{len(items)} done · {tally.line()}")
     if tally.failed or tally.overflowed:
         raise typer.Exit(1)
+
+
+def _in_order(session, route, todo: list) -> Iterator[tuple]:
+    """(item, result) for every item, a malformed one with None: in input order
+    one at a time; under --parallel the malformed first, then as problems finish."""
+    solved = session.solve_many(route, [i for i in todo if i.error is None], lambda i: i.question)
+    for item in todo:
+        if item.error is not None:
+            yield item, None
+        elif session.parallel == 1:
+            yield next(solved)
+    if session.parallel > 1:
+        yield from solved

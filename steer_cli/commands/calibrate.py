@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -21,6 +21,7 @@ def calibrate(
     tolerance: Annotated[float, typer.Option("--tolerance", help="Stop when the calibration cost is this close to the target.")] = 0.03,
     max_rounds: Annotated[int, typer.Option("--max-rounds", help="Routed passes over the calibration set at most.")] = 6,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the threshold without saving it.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="With --router auto: write every candidate's summary and frontier.png (the random line drawn) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     work: common.Work = None,
@@ -41,8 +42,9 @@ def calibrate(
     gpu_layers: common.GpuLayers = 0,
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
+    parallel: common.Parallel = 1,
 ) -> None:
-    """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it; with --router auto, choose the route itself (small, large, random mixing or the P(T) cascade, priced from the two solo runs) and save it as the default route. At the defaults (400 + 300 problems) several hours on 2 cores; records are reused."""
+    """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it; with --router auto, choose the route itself (small, large, random mixing or the P(T) cascade, priced from the two solo runs) and save it as the default route in your models.yaml (--dry-run: only print it). At the defaults (400 + 300 problems) several hours on 2 cores; records are reused."""
     from steer_cli import calibrate as cal
     from steer_cli import datasets
     from steer_cli.evaluate import Bench
@@ -60,8 +62,12 @@ def calibrate(
         common.within(flag, value, 1, example="the default")
     session = Session.from_options(common.options(locals()), measure=True)
     session.require_prices("calibrating")
+    if out_dir is not None:
+        from steer_cli import report
+
+        report.check_writable(out_dir)
     if router == "auto":
-        return _advise(session, data, limit, heldout, heldout_limit, target_cost, work, dry_run, config, out)
+        return _advise(session, data, limit, heldout, heldout_limit, target_cost, work, dry_run, config, out, out_dir)
     route = session.chosen(router, None, signal)
     if route.threshold is None:
         raise common.UsageError(f"router {route.router!r} has no threshold to calibrate", f"use one of: {', '.join(names(fixed=False))}")
@@ -81,7 +87,8 @@ def calibrate(
     _warn_if_loose(found.outcome.best, tolerance, out)
 
 
-def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, target: float, work: Path | None, dry_run: bool, config, out) -> None:
+def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, target: float, work: Path | None, dry_run: bool, config, out,
+            out_dir: Path | None = None) -> None:
     """--router auto: price every query-level route from the small-only and
     large-only runs, pick the best within the target, check it held out
     against random mixing and the large model, save it as the default route."""
@@ -112,6 +119,10 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
             values["thresholds"] = {winner.route.router: winner.route.threshold}
         saved = save_user_defaults(values, config)
     _report_choice(candidates, winner, check, target, unit, saved, out)
+    if out_dir is not None:
+        from steer_cli import report
+
+        out.note(f"wrote {', '.join(str(p) for p in report.write_outputs([c.summary for c in candidates], out_dir, unit))}")
 
 
 def _held_check(winner, runs: dict, target: float, unit: str, meter) -> dict:

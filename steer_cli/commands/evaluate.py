@@ -39,8 +39,9 @@ def evaluate(
     gpu_layers: common.GpuLayers = 0,
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
+    parallel: common.Parallel = 1,
 ) -> None:
-    """Run each route over the problems; print accuracy (95% CI) and cost. About 10-40 s a GSM8K problem and route on 2 cores; records are reused."""
+    """Run each route over the problems; print accuracy (95% CI) and cost as a table (stdout; JSON with --json), keep one record file per route in --work and write summaries and frontier.png to --out. About 10-40 s a GSM8K problem and route on 2 cores; records are reused."""
     from dataclasses import replace
 
     from steer_cli import datasets, report, routes, stats
@@ -62,7 +63,7 @@ def evaluate(
     with sink.counter("eval", len(configs) * len(items), every=10, transient=True) as progress:
         ticks = iter(range(1, len(configs) * len(items) + 1))
         for cfg in configs:
-            runs.setdefault(cfg.label, bench.records(cfg, items, lambda cfg=cfg: progress.update(next(ticks), cfg.label)))
+            runs.setdefault(cfg.label, bench.records(cfg, items, lambda cfg=cfg: progress.update(next(ticks), cfg.label), bench.solo_reuse(cfg)))
     large_run = {r["key"]: r for r in runs.get("large", [])}
     summaries = [stats.summarize(label, records, large_run, session.meter) for label, records in runs.items()]
     stats.add_baselines(summaries, {label: {r["key"]: stats.correct(r) for r in records} for label, records in runs.items()}, session.unit)

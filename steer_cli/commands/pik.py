@@ -32,8 +32,9 @@ def train(
     threads: common.Threads = None,
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
+    parallel: common.Parallel = 1,
 ) -> None:
-    """Label training problems by whether the small model's greedy answer is right, embed each question with the small model itself, fit a logistic regression, print its held-out AUROC and save it."""
+    """Label training problems by whether the small model's greedy answer is right, embed each question with the small model itself, fit a logistic regression, print its held-out AUROC and save it to -o. At the defaults (400 problems) the small-only run takes 2-3 h on 2 cores (reused from eval and calibrate records); the fit, seconds."""
     import numpy as np
 
     from steer_cli import datasets, stats

@@ -44,7 +44,7 @@ def train(
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
 ) -> None:
-    """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy improvement on accuracy - lambda x cost (replayed over every branch point kept), lambda moved toward --target-cost, calibrate its threshold to the target, save it."""
+    """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy improvement on accuracy - lambda x cost (replayed over every branch point kept), lambda moved toward --target-cost, calibrate its threshold to the target, save it to -o with its training-curve PNG. At the defaults (300 problems, 40 epochs) many hours on 2 cores, stoppable with --max-minutes and resumable; 12 problems and 3 epochs took 23 minutes."""
     from steer_cli import datasets
     from steer_cli.engine import LlamaEngine
     from steer_cli.output import Output

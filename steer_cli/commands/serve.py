@@ -34,8 +34,9 @@ def serve(
     gpu_layers: common.GpuLayers = 0,
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
+    parallel: common.Parallel = 1,
 ) -> None:
-    """Serve routed reasoning on /v1/chat/completions (the model field names the route), /v1/models and /health."""
+    """Serve routed reasoning on /v1/chat/completions (the model field names the route), /v1/models and /health; logs go to stderr. Starts in 10-30 s on 2 cores (the models load first); a request takes as long as `steer ask`."""
     from steer_cli.output import Output
     from steer_cli.serve import Server, create_app
     from steer_cli.session import Session
@@ -55,6 +56,8 @@ def serve(
         engine.start("warm up")
         engine.next_token()
     session.meter  # noqa: B018 - the profile (measured where a budget in time needs it) before the first request
+    if session.parallel > 1:
+        session.lanes()  # the KV caches for N requests, reserved (or refused) now
     import uvicorn
 
     Output().note(f"serving {', '.join(e.name for e in session.engines)} on http://{host}:{port}/v1 (Ctrl-C stops)")
