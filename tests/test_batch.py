@@ -70,12 +70,13 @@ def test_a_torn_last_line_is_trimmed_and_the_rest_resumed(tmp_path, tiny_small, 
     assert [rec["id"] for rec in read(out)] == ["p0", "p1", "p2"]
 
 
-def test_kill_9_then_rerun_answers_every_input_exactly_once(tmp_path, tiny_small, tiny_large):
+@pytest.mark.parametrize("parallel", ["1", "4"])  # under --parallel, finished lines land in any order: still each once
+def test_kill_9_then_rerun_answers_every_input_exactly_once(tmp_path, tiny_small, tiny_large, parallel):
     src = tmp_path / "in.jsonl"
     ids = [f"q{i}" for i in range(12)]
     src.write_text("".join(json.dumps({"id": i, "question": f"What is {n} + {n}?"}) + "\n" for n, i in enumerate(ids)))
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "steer_cli", "batch", str(src), "-o", str(out), "-q", "--max-steps", "4", "--max-step-tokens", "40", "--delimiter", "", *models(tiny_small, tiny_large)]
+    cmd = [sys.executable, "-m", "steer_cli", "batch", str(src), "-o", str(out), "-q", "--max-steps", "4", "--max-step-tokens", "40", "--delimiter", "", "--parallel", parallel, *models(tiny_small, tiny_large)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 3):

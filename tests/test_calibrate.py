@@ -124,7 +124,7 @@ runner = CliRunner()
 def test_calibrate_cli_saves_a_threshold_later_commands_use(tmp_path, tiny_small, smollm2_path):
     data = tmp_path / "gold.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 6)))
-    args = ["calibrate", "--target-cost", "0.7", "--small", str(tiny_small), "--large", str(smollm2_path), "--data", str(data), "--limit", "3",
+    args = ["calibrate", "--target-cost", "0.7", "--router", "steer", "--small", str(tiny_small), "--large", str(smollm2_path), "--data", str(data), "--limit", "3",
             "--heldout", str(data), "--heldout-limit", "2", "--max-rounds", "2", "--tolerance", "0.3", "--json", "-q",
             "--work", str(tmp_path / "work"), "--max-steps", "3", "--max-step-tokens", "8", "--threads", "1", "--n-ctx", "1024"]
     dry = runner.invoke(app, [*args, "--dry-run"])
