@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,17 +75,22 @@ def content_sha256(path: Path) -> str:
 
 def remembered(kind: str, path: Path, compute: Callable[[Path], Any]) -> Any:
     """`compute(path)`, worked out once per file content stamp (size, mtime)
-    and kept in STEER_HOME/<kind>.json: a file's sha256, its parameter count."""
+    and kept in STEER_HOME/<kind>.json: a file's sha256, its parameter count.
+    Lanes of --parallel may ask at once: one thread at a time updates the file."""
     cache = steer_home() / f"{kind}.json"
-    try:
-        known = json.loads(cache.read_text()) if cache.is_file() else {}
-    except (OSError, ValueError):
-        known = {}
-    key = f"{path.resolve()} {_stamp(path)}"
-    if key not in known:
-        known[key] = compute(path)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, cache)
-    return known[key]
+    with _remembering:
+        try:
+            known = json.loads(cache.read_text()) if cache.is_file() else {}
+        except (OSError, ValueError):
+            known = {}
+        key = f"{path.resolve()} {_stamp(path)}"
+        if key not in known:
+            known[key] = compute(path)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(known))
+            os.replace(tmp, cache)
+        return known[key]
+
+
+_remembering = threading.RLock()
