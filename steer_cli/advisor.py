@@ -7,12 +7,13 @@ Query-level candidates need no run of their own: with greedy decoding a
 query sent to one model is that model's solo run, so `small`, `large`,
 `mix@p` and the P(T) cascade are replayed exactly from the small-only and
 large-only records (a cascade that escalates pays both runs). Stepwise
-routers are calibrated with real runs (calibrate.py) and join as measured.
+routers the user names are calibrated with real runs (calibrate.py) and join
+as measured, priced against the same large-only records.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from steer_cli import stats
@@ -51,8 +52,16 @@ def replay(label: str, small: list[dict], large: list[dict], up: list[bool], bot
     return stats.summarize(label, replayed(small, large, up, both), {r["key"]: r for r in large}, meter)
 
 
-def records_of(route: Route, small: list[dict], large: list[dict]) -> list[dict]:
-    """A query-level route's records, replayed from the solo runs."""
+def records_of(route: Route, small: list[dict], large: list[dict], gate: list[dict] | None = None) -> list[dict]:
+    """A query-level route's records, replayed from the solo runs; behind a
+    P(IK) gate (`gate`: each query's P(IK) and the bill of its pass, from
+    Bench.gate_pass) every query pays the pass and one rated under the
+    threshold goes to the large model alone."""
+    if route.pik is not None:
+        if gate is None:
+            raise ValueError(f"{route.label} needs each query's P(IK) to be replayed")
+        inner = records_of(replace(route, pik=None), small, large)
+        return [combine(g, big if g["pik"] < route.pik else mine) for g, mine, big in zip(gate, inner, large, strict=True)]
     if route.router == "small":
         return small
     if route.router == "large":
@@ -62,10 +71,19 @@ def records_of(route: Route, small: list[dict], large: list[dict]) -> list[dict]
     return replayed(small, large, [(r.get("answer_confidence") or 0.0) < route.threshold for r in small], True)
 
 
-def paired_against(route: Route, other: Route, small: list[dict], large: list[dict]) -> stats.Paired | None:
+def paired_against(route: Route, other: Route, small: list[dict], large: list[dict], gate: list[dict] | None = None) -> stats.Paired | None:
     """route - other, problem by problem, on the same solo runs."""
-    mine, theirs = records_of(route, small, large), records_of(other, small, large)
+    return paired(records_of(route, small, large, gate), records_of(other, small, large, gate))
+
+
+def paired(mine: list[dict], theirs: list[dict]) -> stats.Paired | None:
+    """mine - theirs, problem by problem (the same problems in the same order)."""
     return stats.paired([stats.correct(a) - stats.correct(b) for a, b in zip(mine, theirs, strict=True)])
+
+
+def measured(route: Route, records: list[dict], large: list[dict], meter: Any) -> Candidate:
+    """A route that ran for real on the calibration problems."""
+    return Candidate(route, stats.summarize(route.label, records, {r["key"]: r for r in large}, meter), "measured")
 
 
 def mix_at(share: float, small: list[dict], large: list[dict], meter: Any) -> Candidate:
@@ -80,6 +98,27 @@ def cascade_at(threshold: float, small: list[dict], large: list[dict], meter: An
     up = [(r.get("answer_confidence") or 0.0) < threshold for r in small]
     route = Route("cascade", threshold, "answer")
     return Candidate(route, replay(route.label, small, large, up, True, meter), "replayed")
+
+
+def gated_at(pik: float, cascade: float, small: list[dict], large: list[dict], gate: list[dict], meter: Any) -> Candidate:
+    route = Route("cascade", round(cascade, 6), "answer", round(pik, 6))
+    return Candidate(route, stats.summarize(route.label, records_of(route, small, large, gate), {r["key"]: r for r in large}, meter), "replayed")
+
+
+def gated(small: list[dict], large: list[dict], gate: list[dict], target: float, unit: str, meter: Any) -> list[Candidate]:
+    """The P(IK) gate alone (in front of a cascade that keeps every answer),
+    and in front of the P(T) cascade with both thresholds at the same quantile
+    of their signal (as calibrate pairs them), each spending the most within
+    the target."""
+    from steer_cli.calibrate import quantile
+
+    piks = [g["pik"] for g in gate]
+    confidences = [r.get("answer_confidence") or 0.0 for r in small]
+    alone = _largest_within(lambda t: gated_at(t, 0.0, small, large, gate, meter), [0.0] + [min(1.0, p + 1e-6) for p in piks], target, unit)
+    n = len(small)
+    both = _largest_within(lambda f: gated_at(quantile(piks, f), quantile(confidences, f), small, large, gate, meter),
+                           [k / n for k in range(1, n + 1)], target, unit)
+    return [c for c in (alone, both) if c is not None]
 
 
 def _largest_within(make, points: list[float], target: float, unit: str) -> Candidate | None:
@@ -126,4 +165,6 @@ def plainly(route: Route) -> str:
         return "the large model alone (no routing pays here)"
     if route.router == "mix":
         return f"random mixing of whole queries ({route.label}: a share {route.threshold:g} to the large model; no router beat it here)"
+    if route.pik is not None:
+        return f"the router {route.label}, behind the P(IK) gate (ask, batch and serve apply the gate when given the same --pik FILE)"
     return f"the router {route.label}"

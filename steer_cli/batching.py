@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -226,21 +226,11 @@ class SeqEngine(LlamaEngine):
     batched = True  # its wall time is its share of the passes (the solver reports that, not the time it waited)
 
     def __init__(self, engine: LlamaEngine, core: Core, seq: int, scheduler: Scheduler) -> None:
-        from steer_cli.engine import EngineStats
-
-        self.name, self.path, self.model = engine.name, engine.path, engine.model
-        self.options = replace(engine.options)  # a request's sampling is this lane's alone
-        self.price, self.stop = engine.price, engine.stop
-        self.stats = EngineStats()
+        self._twin_of(engine)
         self.core, self.seq, self.scheduler = core, seq, scheduler
         self._rng = np.random.default_rng(self.options.seed + seq)
-        self._loaded_sampling = engine._loaded_sampling
-        self._tokens, self._kv = [], []
-        self._kv_len, self._logits_at, self._first_new, self._prompt_len = 0, -1, 0, 0
-        self._own_pending = self._unclaimed_reuse = 0
-        self._scratch = self._row_out = None
-        self._rows: dict[int, np.ndarray] = {}
-        self._embedded = None
+        self._kv: list[int] = []
+        self._row_out: np.ndarray | None = None
 
     def _cached_ids(self) -> np.ndarray:
         return np.asarray(self._kv[: self._kv_len], dtype=np.int64)

@@ -104,7 +104,97 @@ class Engine(Protocol):
     def set_sampling(self, temperature: float | None, seed: int | None) -> None: ...
 
 
-class LlamaEngine(ModelFile):
+class LlamaCalls:
+    """What one transcript asks of llama.cpp: evaluate tokens, read a logits
+    row, pick a token, embed a prompt. `LlamaEngine` keeps the transcript and
+    its counters around these; `batching.SeqEngine` sends them to a shared
+    context and `rollouts.Replaying` answers them from a cache."""
+
+    options: LoadOptions
+    stats: EngineStats
+    model: Weights
+    _kv_len: int
+    _logits_at: int
+    _scratch: np.ndarray | None
+    _embedded: Any
+    _rng: np.random.Generator
+    _llm: Any
+    _weights_loaded: bool
+    n_vocab: int
+
+    def _ensure_weights(self) -> None:
+        if self.model.ensure():
+            self._kv_len = 0
+            self._logits_at = -1
+
+    def _has_cache(self) -> bool:
+        return self._weights_loaded
+
+    def _cached_ids(self) -> np.ndarray:
+        """The tokens the KV cache holds for this transcript."""
+        return np.asarray(self._llm._input_ids[: self._kv_len])
+
+    def _evaluate(self, start: int, tokens: list[int]) -> None:
+        """Send `tokens` (positions from `start` on) through the model; the last one's logits row is kept."""
+        started = time.perf_counter()
+        self._llm.n_tokens = start
+        self._llm.eval(tokens)
+        self.stats.wall_s += time.perf_counter() - started
+
+    def _score_chunk(self, pos: int, chunk: list[int]) -> Callable[[int], np.ndarray]:
+        """One pass over `chunk` with a logits row for every position; returns the row reader."""
+        started = time.perf_counter()
+        llm = self._llm
+        llm._batch.set_batch(batch=chunk, n_past=pos, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[pos : pos + len(chunk)] = chunk
+        llm.n_tokens = pos + len(chunk)
+        self.stats.wall_s += time.perf_counter() - started
+        return self._row
+
+    def _logits(self) -> np.ndarray:
+        return self._row(-1)
+
+    def _row(self, i: int) -> np.ndarray:
+        """The i-th logits row of the last batch (-1: the last)."""
+        import llama_cpp
+
+        ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, i)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def embed_prompt(self, problem: str) -> np.ndarray:
+        """Hidden state of the rendered problem (mean and last token), from a context of
+        its own on these weights (P(IK)'s input); its prefill is counted on this engine."""
+        if self._embedded is None:
+            from steer_cli.pik import Embedded
+
+            self._ensure_weights()
+            self._embedded = Embedded(self, self._llm, self.options.n_threads or physical_cores())
+        vector, tokens, seconds = self._embedded(problem)
+        self.stats.wall_s += seconds
+        self.stats.evaluated_tokens += tokens
+        self.stats.prefill_tokens += tokens
+        return vector
+
+    def _pick(self) -> Token:
+        """The next token from the current logits row."""
+        started = time.perf_counter()
+        logits = self._logits()
+        if self.options.temperature > 0:
+            token, logprob = sample(logits, self.options.temperature, self._rng)
+        else:
+            if self._scratch is None:
+                self._scratch = np.empty_like(logits)
+            token, logprob = greedy(logits, self._scratch)
+        alternatives = top_alternatives(logits, self.options.top_k) if self.options.top_k else []
+        self.stats.wall_s += time.perf_counter() - started
+        import llama_cpp
+
+        eog = bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
+        return Token(id=token, piece=b"" if eog else self.model.piece(token), logprob=logprob, eog=eog, alternatives=alternatives)
+
+
+class LlamaEngine(LlamaCalls, ModelFile):
     """A GGUF model kept warm in llama.cpp. Weights load on first evaluation;
     until then a vocab-only handle serves tokenizing and counting."""
 
@@ -118,6 +208,10 @@ class LlamaEngine(ModelFile):
         self._rng = np.random.default_rng(self.options.seed)
         self._loaded_sampling = (self.options.temperature, self.options.seed)  # what a request's None restores
         self.model = Weights(self.path, self.options, self.stats)
+        self._blank()
+
+    def _blank(self) -> None:
+        """No transcript yet."""
         self._tokens: list[int] = []
         self._kv_len = 0  # how many of self._tokens the KV cache holds
         self._logits_at = -1  # list length the current logits row belongs to
@@ -128,10 +222,18 @@ class LlamaEngine(ModelFile):
         self._scratch: np.ndarray | None = None  # vocab-sized buffer for the per-token math
         self._embedded: Any = None
 
-    def _ensure_weights(self) -> None:
-        if self.model.ensure():
-            self._kv_len = 0
-            self._logits_at = -1
+    def _twin_of(self, engine: LlamaEngine) -> None:
+        """Become another transcript over `engine`'s model (its weights, tokenizer,
+        options copied so a request's sampling stays this twin's), counted apart."""
+        from dataclasses import replace
+
+        self.name, self.path, self.model = engine.name, engine.path, engine.model
+        self.options = replace(engine.options)
+        self.price, self.stop = engine.price, engine.stop
+        self.stats = EngineStats()
+        self._loaded_sampling = engine._loaded_sampling
+        self._rng = np.random.default_rng(self.options.seed)
+        self._blank()
 
     def prompt_length(self) -> int:
         return self._prompt_len
@@ -163,15 +265,14 @@ class LlamaEngine(ModelFile):
         self._unclaimed_reuse = self._kv_len  # counted only if this model takes part
         self._logits_at = -1
 
-    def _has_cache(self) -> bool:
-        return self._weights_loaded
-
-    def _cached_ids(self) -> np.ndarray:
-        """The tokens the KV cache holds for this transcript."""
-        return np.asarray(self._llm._input_ids[: self._kv_len])
-
     def append_text(self, text: str) -> None:
         self._tokens.extend(self.tokenize_text(text))
+
+    def load_tokens(self, ids: list[int]) -> None:
+        """Continue from a transcript given as token ids (policy training revisits them)."""
+        self._tokens = list(ids)
+        self._own_pending = 0
+        self.resume_cache()
 
     def mark(self) -> int:
         """A point in the transcript to `rewind` to (a discarded draft)."""
@@ -202,16 +303,29 @@ class LlamaEngine(ModelFile):
         """Append `text` and return this model's log-prob of each of its
         tokens, from one prefill pass with logits requested only for the new
         positions (never logits_all over the whole context)."""
-        new = self.tokenize_text(text)
+        return self.score_tokens(self.tokenize_text(text))
+
+    def score_tokens(self, new: list[int]) -> list[float]:
+        """`score_text` for text already tokenized by this model."""
         if not new:
             return []
         self._sync()  # the last transcript token's row scores the first new token
-        first = log_softmax_at(self._logits(), new[0])
         start = len(self._tokens)
         if start + len(new) > self.options.n_ctx:
             raise ContextFull(f"{self.name}: transcript of {start + len(new)} tokens exceeds n_ctx={self.options.n_ctx}", "raise n_ctx in models.yaml or lower --max-steps")
+        logprobs = self._score(start, new)
         self._tokens.extend(new)
-        logprobs = [first]
+        self.stats.evaluated_tokens += len(new)
+        self.stats.prefill_tokens += len(new)
+        self.stats.scored_tokens += len(new)
+        self.stats.needed_tokens += max(0, start + len(new) - max(start, self._first_new))
+        self._first_new = max(self._first_new, start + len(new))
+        self._kv_len = self._logits_at = len(self._tokens)
+        return logprobs
+
+    def _score(self, start: int, new: list[int]) -> list[float]:
+        """Log-probs of `new` following the transcript's first `start` tokens (all evaluated)."""
+        logprobs = [log_softmax_at(self._logits(), new[0])]
         for i in range(0, len(new), SCORE_ROWS):
             chunk = new[i : i + SCORE_ROWS]
             row = self._score_chunk(start + i, chunk)
@@ -219,12 +333,6 @@ class LlamaEngine(ModelFile):
             for j, following in enumerate(new[i + 1 : i + len(chunk) + 1]):
                 logprobs.append(log_softmax_at(row(j), following))
             self.stats.wall_s += time.perf_counter() - started
-        self.stats.evaluated_tokens += len(new)
-        self.stats.prefill_tokens += len(new)
-        self.stats.scored_tokens += len(new)
-        self.stats.needed_tokens += max(0, start + len(new) - max(start, self._first_new))
-        self._first_new = max(self._first_new, start + len(new))
-        self._kv_len = self._logits_at = len(self._tokens)
         return logprobs
 
     def _sync(self) -> None:
@@ -248,53 +356,11 @@ class LlamaEngine(ModelFile):
         self._first_new = max(self._first_new, n)
         self._kv_len = self._logits_at = n
 
-    def _evaluate(self, start: int, tokens: list[int]) -> None:
-        """Send `tokens` (positions from `start` on) through the model; the last one's logits row is kept."""
-        started = time.perf_counter()
-        self._llm.n_tokens = start
-        self._llm.eval(tokens)
-        self.stats.wall_s += time.perf_counter() - started
-
-    def _score_chunk(self, pos: int, chunk: list[int]) -> Callable[[int], np.ndarray]:
-        """One pass over `chunk` with a logits row for every position; returns the row reader."""
-        started = time.perf_counter()
-        llm = self._llm
-        llm._batch.set_batch(batch=chunk, n_past=pos, logits_all=True)
-        llm._ctx.decode(llm._batch)
-        llm.input_ids[pos : pos + len(chunk)] = chunk
-        llm.n_tokens = pos + len(chunk)
-        self.stats.wall_s += time.perf_counter() - started
-        return self._row
-
-    def _logits(self) -> np.ndarray:
-        return self._row(-1)
-
-    def _row(self, i: int) -> np.ndarray:
-        """The i-th logits row of the last batch (-1: the last)."""
-        import llama_cpp
-
-        ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, i)
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-
     def set_sampling(self, temperature: float | None, seed: int | None) -> None:
         """Per-request sampling (serve); None keeps the value the engine was loaded with."""
         t, s = self._loaded_sampling
         self.options.temperature = t if temperature is None else temperature
         self._rng = np.random.default_rng(s if seed is None else seed)
-
-    def embed_prompt(self, problem: str) -> np.ndarray:
-        """Hidden state of the rendered problem (mean and last token), from a context of
-        its own on these weights (P(IK)'s input); its prefill is counted on this engine."""
-        if self._embedded is None:
-            from steer_cli.pik import Embedded
-
-            self._ensure_weights()
-            self._embedded = Embedded(self, self._llm, self.options.n_threads or physical_cores())
-        vector, tokens, seconds = self._embedded(problem)
-        self.stats.wall_s += seconds
-        self.stats.evaluated_tokens += tokens
-        self.stats.prefill_tokens += tokens
-        return vector
 
     def next_token(self) -> NextToken:
         self._sync()
@@ -303,23 +369,10 @@ class LlamaEngine(ModelFile):
     def sample(self) -> Token:
         """Pick the next token, append it (unevaluated) and report its log-prob."""
         self._sync()
-        started = time.perf_counter()
-        logits = self._logits()
-        if self.options.temperature > 0:
-            token, logprob = sample(logits, self.options.temperature, self._rng)
-        else:
-            if self._scratch is None:
-                self._scratch = np.empty_like(logits)
-            token, logprob = greedy(logits, self._scratch)
-        alternatives = top_alternatives(logits, self.options.top_k) if self.options.top_k else []
-        self.stats.wall_s += time.perf_counter() - started
+        token = self._pick()
         self.stats.decoded_tokens += 1
-        import llama_cpp
-
-        eog = bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
-        if not eog:
-            self._tokens.append(token)
+        if not token.eog:
+            self._tokens.append(token.id)
             self._own_pending += 1
-        return Token(id=token, piece=b"" if eog else self.model.piece(token), logprob=logprob, eog=eog, alternatives=alternatives)
-
+        return token
 

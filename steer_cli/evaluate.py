@@ -78,6 +78,33 @@ class Bench:
 
         return reuse
 
+    def gate_pass(self, items: list) -> list[dict] | None:
+        """With a P(IK) file (--pik): each item's P(IK) and a record of what its
+        pass cost (the bill a gated route pays before anything else), kept in
+        --work beside the records so a second calibration reads them."""
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        from steer_cli.cost import ModelCost
+        from steer_cli.routers import PIK
+
+        model = self.session.artifacts.get(PIK.kind)
+        if model is None:
+            return None
+        engine = self.session.engines[0]
+        digest = hashlib.sha256(json.dumps([model.to_json(), engine.identity], sort_keys=True).encode()).hexdigest()[:12]
+
+        def measure(item: Any) -> dict:
+            before = engine.stats.snapshot()
+            pik = round(model.predict(engine.embed_prompt(item.question), item.question), 6)
+            bill = ModelCost.of(engine.name, engine.params, engine.stats.since(before), engine.price)
+            return {"pik": pik, "cost": {"models": [asdict(bill)], "flops": bill.flops, "wall_s": bill.wall_s, "price_usd": bill.price_usd}}
+
+        self.work.mkdir(parents=True, exist_ok=True)
+        with RecordFile(self.work / f"pik-pass-{digest}.jsonl") as store:
+            return [store.get(item.key) or store.add(item.key, measure(item)) for item in items]
+
     def records(self, route: Route, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
         """Each item's record, solving only what the record file lacks; every
         finished problem is appended at once, so an interruption loses one.

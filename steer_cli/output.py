@@ -48,10 +48,10 @@ class Output:
         """A table (or a row of one): the result in human mode, beside it (stderr) in json mode."""
         print(text, file=sys.stderr if self.json or to_stderr else sys.stdout)
 
-    def counter(self, name: str, total: int, every: int = 1, transient: bool = False, hide: bool = False) -> Any:
+    def counter(self, name: str, total: int, every: int = 1, transient: bool = False, hide: bool = False, deadline: float | None = None) -> Any:
         from steer_cli.ui import Counter
 
-        return Counter(name, total, quiet=self.quiet or hide, every=every, transient=transient)
+        return Counter(name, total, quiet=self.quiet or hide, every=every, transient=transient, deadline=deadline)
 
     def steps(self, events: Iterable[Any], route: Any) -> Iterator[Any]:
         """A solution's events, drawn on stderr as they pass (not when quiet)."""

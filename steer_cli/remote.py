@@ -167,13 +167,7 @@ class RemoteEngine:
 
     def next_token(self) -> NextToken:
         """The next token's top log-probs (for a remote tier that routers ask)."""
-        choice = self._complete({"prompt": self._text, "max_tokens": 1, "logprobs": 5, "temperature": 0.0})
-        top = (choice.get("logprobs") or {}).get("top_logprobs") or [{}]
-        values = sorted((top[0] or {}).values(), reverse=True) or [0.0]
-        probs = [math.exp(v) for v in values]
-        rest = max(0.0, 1.0 - sum(probs))
-        entropy = -sum(p * math.log(p) for p in probs if p > 0) + (rest * math.log(1 / rest) if rest > 0 else 0.0)
-        return NextToken(top_ids=tuple(range(len(values))), top_logprobs=tuple(values), entropy=entropy)
+        return _summary(self._complete({"prompt": self._text, "max_tokens": 1, "logprobs": 5, "temperature": 0.0}))
 
     def score_text(self, text: str) -> list[float]:
         """This model's log-prob of each token of `text` after the transcript,
@@ -182,20 +176,11 @@ class RemoteEngine:
         tokens, values = _token_logprobs(choice)
         if not tokens:
             raise SteerError(f"{self.endpoint.base_url} returned no prompt log-probs", f"TRIM verify needs echo+logprobs; routers that work there: {NO_ECHO}")
-        # The draft is the prompt's tail: walk back from the generated token(s)
-        # until its characters are covered. Counting from the end, by text, keeps
-        # a BOS token (or none) and special tokens shown as "" from shifting it.
-        prompt = list(zip(tokens, values, strict=True))[: len(tokens) - self._last_completion_tokens]
-        scored, covered = [], 0
-        for piece, value in reversed(prompt):
-            if covered >= len(text):
-                break
-            scored.append(value)
-            covered += len(piece)
-        if not scored or covered == 0:  # llama.cpp's llama-server answers echo with the generated token's log-prob only
+        scored = _tail_logprobs(list(zip(tokens, values, strict=True))[: len(tokens) - self._last_completion_tokens], len(text))
+        if not scored:  # llama.cpp's llama-server answers echo with the generated token's log-prob only
             raise SteerError(f"{self.endpoint.base_url} returned no prompt log-probs for the draft", f"TRIM verify needs echo with prompt log-probs; routers that work there: {NO_ECHO}")
         self._text += text
-        return scored[::-1]
+        return scored
 
     # -- HTTP ------------------------------------------------------------------------
     def _complete(self, body: dict) -> dict:
@@ -238,6 +223,29 @@ class RemoteEngine:
         self._last_completion_tokens = completion
         choices = payload.get("choices") or [{}]
         return choices[0]
+
+
+def _summary(choice: dict) -> NextToken:
+    """The next token's distribution from a completion's top log-probs (the rest of the mass spread as one outcome)."""
+    top = (choice.get("logprobs") or {}).get("top_logprobs") or [{}]
+    values = sorted((top[0] or {}).values(), reverse=True) or [0.0]
+    probs = [math.exp(v) for v in values]
+    rest = max(0.0, 1.0 - sum(probs))
+    entropy = -sum(p * math.log(p) for p in probs if p > 0) + (rest * math.log(1 / rest) if rest > 0 else 0.0)
+    return NextToken(top_ids=tuple(range(len(values))), top_logprobs=tuple(values), entropy=entropy)
+
+
+def _tail_logprobs(prompt: list[tuple[str, float]], chars: int) -> list[float]:
+    """The log-probs of the prompt's last `chars` characters (the draft). Walking
+    back by text keeps a BOS token (or none) and special tokens shown as "" from
+    shifting it; empty when the server gave no prompt log-probs."""
+    scored, covered = [], 0
+    for piece, value in reversed(prompt):
+        if covered >= chars:
+            break
+        scored.append(value)
+        covered += len(piece)
+    return scored[::-1] if covered else []
 
 
 def _token_logprobs(choice: dict) -> tuple[list[str], list[float]]:

@@ -21,7 +21,6 @@ from steer_cli.signals import SIGNALS, NextToken, confidence
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import numpy as np
 
     from steer_cli.pik import PikModel
     from steer_cli.policy import Policy, Trace
@@ -277,14 +276,12 @@ class PolicyRouter(RouterBase):
     (policy.py) looks at the trace before each step (draft or escalate) and
     at each draft of the smallest tier (accept, buy a verification by the
     next tier, or reject). It decides between the smallest tier and the next.
-    With `explore` it samples its actions and logs them (training)."""
+    While training, `policy` is the trainer's stand-in (rollouts.Chooser)."""
 
     threshold: float
     policy: Policy | None = None
     name: str = "policy"
     reviews = True
-    explore: np.random.Generator | None = None
-    log: list = field(default_factory=list)  # (node, features, action index) when exploring
 
     def __post_init__(self) -> None:
         self._reset()
@@ -328,16 +325,11 @@ class PolicyRouter(RouterBase):
         self._previous, self._rejected, self._trace = previous, False, None
 
     def _choose(self, node: str, trace: Trace) -> tuple[str, float]:
-        from steer_cli.policy import NODES, features
+        from steer_cli.policy import features
 
         if self.policy is None:
             raise UsageError("the policy router has no policy", "pass --policy FILE (from `steer policy train`)")
-        x = features(trace)
-        if self.explore is None:
-            return self.policy.act(node, x, self.threshold)
-        index, p = self.policy.sample(node, x, self.explore)
-        self.log.append((node, x, index))
-        return NODES[node][index], float(p[0])
+        return self.policy.act(node, features(trace), self.threshold)
 
 
 # -- the registry: one entry per router ------------------------------------------

@@ -198,11 +198,15 @@ class Session:
         person; the stepwise routes cost about the large model's time here."""
         from steer_cli.ui import duration
 
-        engine = self.engines[tier]
-        profile = self.meter.profiles.get(engine.name)
-        if profile is None:
+        seconds = self.seconds_alone(tier)
+        if seconds is None:
             return "no machine profile yet to estimate it from"
-        return f"about {duration(solves * profile.seconds(120, self.budget.reference_tokens))} on this machine"
+        return f"about {duration(solves * seconds)} on this machine"
+
+    def seconds_alone(self, tier: int = -1) -> float | None:
+        """Predicted seconds of one problem answered by `tier` alone (None: no profile)."""
+        profile = self.meter.profiles.get(self.engines[tier].name)
+        return None if profile is None else profile.seconds(120, self.budget.reference_tokens)
 
     def fingerprint(self) -> dict:
         """Every setting that changes an answer: models, limits, sampling, prompt, budget."""

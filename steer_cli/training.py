@@ -9,8 +9,9 @@ policy overspends and falls while it underspends. The deployed policy is
 deterministic; its threshold is then set by bisection so that the mean cost
 on the training problems meets the target.
 
-`episode(i, choose)` runs one rollout of problem i, asking `choose(node, trace)`
-for each action; rollouts.TreeEnv is the real one, tests use a synthetic one.
+`episode(i, choose)` runs one rollout of problem i, asking `choose(node, x)`
+(x: the decision's features) for each action; rollouts.Rollouts is the real
+one (the solver itself), tests use a synthetic one.
 """
 
 from __future__ import annotations
@@ -19,15 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from steer_cli import jsonl
-from steer_cli.policy import FEATURES, NODES, Policy, Trace, features, softmax
-from steer_cli.rollouts import Episode
-
-Choose = Callable[[str, Trace], int]
+from steer_cli.policy import FEATURES, NODES, Policy, softmax
+from steer_cli.rollouts import Choose, Episode
 EpisodeFn = Callable[[int, Choose], Episode]
+Task = Callable[[EpisodeFn], Any]
+RunAll = Callable[[list[Task]], list]  # runs each task with an episode function; the results in task order
+
+
+def one_by_one(episode: EpisodeFn) -> RunAll:
+    return lambda tasks: [task(episode) for task in tasks]
 
 
 @dataclass
@@ -97,16 +103,16 @@ def prior() -> Policy:
 
 
 def sampler(policy: Policy, rng: np.random.Generator, explore: float = 0.0) -> Choose:
-    def choose(node: str, trace: Trace) -> int:
+    def choose(node: str, x: np.ndarray) -> int:
         if explore and rng.random() < explore:
             return int(rng.integers(len(NODES[node])))
-        return policy.sample(node, features(trace), rng)[0]
+        return policy.sample(node, x, rng)[0]
 
     return choose
 
 
 def deterministic(policy: Policy, threshold: float) -> Choose:
-    return lambda node, trace: NODES[node].index(policy.act(node, features(trace), threshold)[0])
+    return lambda node, x: NODES[node].index(policy.act(node, x, threshold)[0])
 
 
 class _Adam:
@@ -128,17 +134,18 @@ def scripted(prefix: list[int], then: Choose) -> Choose:
     """Replay `prefix` (a deterministic environment returns to the same state), then `then`."""
     rest = iter(prefix)
 
-    def choose(node: str, trace: Trace) -> int:
+    def choose(node: str, x: np.ndarray) -> int:
         for action in rest:
             return action
-        return then(node, trace)
+        return then(node, x)
 
     return choose
 
 
 def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None = None,
           progress: Callable[[dict], None] = lambda row: None, tick: Callable[[], None] = lambda: None,
-          points: list[Point] | None = None, keep: Callable[[list[Point]], None] = lambda fresh: None) -> tuple[Policy, list[dict]]:
+          points: list[Point] | None = None, keep: Callable[[list[Point]], None] = lambda fresh: None,
+          run_all: RunAll | None = None) -> tuple[Policy, list[dict]]:
     """Policy improvement on the Lagrangian with branched rollouts ("vine"
     sampling, as deterministic greedy decoding allows): per problem, one
     sampled rollout, then at `rollouts - 1` of its decisions (`_branch_points`)
@@ -152,7 +159,11 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
     engines' outcomes are dear, gradient steps are not. Returns the policy and
     its curve (per epoch: accuracy, cost, reward, lambda; per update in
     `policy.training["updates"]`); `tick` is called after each problem's
-    rollouts, `keep` with each batch's new points."""
+    rollouts (from any thread), `keep` with each batch's new points. With
+    `run_all` a batch's problems may be played at once (--parallel): each
+    then draws from a seed of its own, so neither how many run at once nor
+    which finishes first changes what is learned (one at a time, they draw
+    from one stream)."""
     rng = np.random.default_rng(settings.seed)
     policy = policy or prior()
     adam = _Adam({k: w.shape for k, w in policy.weights.items()}, settings.lr)
@@ -169,7 +180,7 @@ def train(episode: EpisodeFn, n: int, settings: Settings, policy: Policy | None 
             if _late(settings):
                 break
             chunk = order[start : start + batch]
-            fresh, chunk_costs = _collect(episode, chunk, policy, settings, rng, rights, tick)
+            fresh, chunk_costs = _collect(episode, run_all, chunk, policy, settings, rng if run_all is None else len(updates), rights, tick)
             costs += chunk_costs
             points += fresh
             keep(fresh)
@@ -193,22 +204,31 @@ def _late(settings: Settings) -> bool:
     return settings.deadline is not None and time.monotonic() > settings.deadline
 
 
-def _collect(episode: EpisodeFn, chunk, policy: Policy, settings: Settings, rng: np.random.Generator,
+def _collect(episode: EpisodeFn, run_all: RunAll | None, chunk, policy: Policy, settings: Settings, stream: np.random.Generator | int,
              rights: list[float], tick: Callable[[], None]) -> tuple[list[Point], list[float]]:
-    """One sampled rollout per problem and its branch points; returns the points and the rollouts' costs."""
-    points, costs = [], []
-    for i in chunk:
-        main = episode(int(i), sampler(policy, rng, settings.explore))
-        costs.append(main.cost)
-        rights.append(float(main.correct))
+    """One sampled rollout per problem and its branch points; returns the points
+    and the rollouts' costs. `stream`: the run's generator (one problem after
+    another), or the update's number (with `run_all`: a seed per problem)."""
+
+    def play(i: int, episode: EpisodeFn, rng: np.random.Generator) -> tuple[Episode, list[Point]]:
+        main = episode(i, sampler(policy, rng, settings.explore))
+        points = []
         for m in _branch_points(main.decisions, policy, settings, rng):
             node, x, _ = main.decisions[m]
             prefix = [a for _, _, a in main.decisions[:m]]
             seed = int(rng.integers(1 << 31))
-            ends = [episode(int(i), scripted(prefix + [a], _finisher(policy, settings, seed))) for a in range(len(NODES[node]))]
+            ends = [episode(i, scripted(prefix + [a], _finisher(policy, settings, seed))) for a in range(len(NODES[node]))]
             points.append(Point(node, np.asarray(x, dtype=float), np.array([[float(e.correct), e.cost] for e in ends])))
         tick()
-    return points, costs
+        return main, points
+
+    if isinstance(stream, np.random.Generator):
+        played = [play(int(i), episode, stream) for i in chunk]
+    else:
+        assert run_all is not None
+        played = run_all([lambda ep, i=int(i): play(i, ep, np.random.default_rng([settings.seed, stream, i])) for i in chunk])
+    rights += [float(main.correct) for main, _ in played]
+    return [p for _, points in played for p in points], [main.cost for main, _ in played]
 
 
 def _branch_points(decisions: list, policy: Policy, settings: Settings, rng: np.random.Generator) -> list[int]:
@@ -255,25 +275,27 @@ def _gradient(policy: Policy, points: list[Point], lam: float, settings: Setting
     return {node: g / max(len(points), 1) for node, g in grads.items()}
 
 
-def evaluate(episode: EpisodeFn, n: int, policy: Policy, threshold: float) -> tuple[float, float]:
+def evaluate(episode: EpisodeFn, n: int, policy: Policy, threshold: float, run_all: RunAll | None = None) -> tuple[float, float]:
     """(accuracy, mean cost) of the deterministic policy at `threshold`."""
     choose = deterministic(policy, threshold)
-    episodes = [episode(i, choose) for i in range(n)]
+    episodes = (run_all or one_by_one(episode))([lambda play, i=i: play(i, choose) for i in range(n)])
     return float(np.mean([e.correct for e in episodes])), float(np.mean([e.cost for e in episodes]))
 
 
 def calibrate(episode: EpisodeFn, n: int, policy: Policy, target: float, rounds: int = 6,
-              tolerance: float = 0.0) -> tuple[float, float, float]:
+              tolerance: float = 0.0, deadline: float | None = None, run_all: RunAll | None = None) -> tuple[float, float, float]:
     """The threshold whose deterministic mean cost is closest to `target`
     without exceeding it where possible (bisection: cost rises with the
     threshold), stopping early once within `tolerance` under it (every round
-    plays the problems anew, on transcripts the cache may not hold); returns
-    (threshold, accuracy, cost)."""
+    plays the problems anew, on transcripts the cache may not hold) or once
+    past `deadline` (time.monotonic()); returns (threshold, accuracy, cost)."""
     low, high = 0.0, 1.0
-    best = (0.0, *evaluate(episode, n, policy, 0.0))
+    best = (0.0, *evaluate(episode, n, policy, 0.0, run_all))
     for _ in range(rounds):
+        if deadline is not None and time.monotonic() > deadline:
+            break
         mid = (low + high) / 2
-        accuracy, cost = evaluate(episode, n, policy, mid)
+        accuracy, cost = evaluate(episode, n, policy, mid, run_all)
         if cost <= target:
             low = mid
             if cost >= best[2]:

@@ -184,10 +184,13 @@ def duration(seconds: float) -> str:
 
 class Counter:
     """Progress over a known number of items, on stderr: a rich bar on a
-    terminal, a plain line every `every` items elsewhere, nothing when quiet."""
+    terminal, a plain line every `every` items elsewhere, nothing when quiet.
+    With a `deadline` (time.monotonic()) the work stops there, so the time
+    left is never said to be longer."""
 
-    def __init__(self, name: str, total: int, quiet: bool = False, every: int = 1, transient: bool = False) -> None:
+    def __init__(self, name: str, total: int, quiet: bool = False, every: int = 1, transient: bool = False, deadline: float | None = None) -> None:
         self.name, self.total, self.quiet, self.every, self.transient = name, total, quiet, every, transient
+        self.deadline = deadline
         self.console = stderr_console()
         self.bar: Progress | None = None
         self._first: tuple[float, int] | None = None  # (time, count) of the first update: the pace is measured from there
@@ -196,8 +199,9 @@ class Counter:
         if not self.quiet and self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
+            eta = [] if self.deadline is not None else [TimeRemainingColumn()]  # the note says the capped time left instead
             self.bar = Progress(
-                TextColumn(self.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+                TextColumn(self.name), BarColumn(), MofNCompleteColumn(), *eta, TextColumn("{task.fields[note]}"),
                 console=self.console, transient=self.transient,
             )
             self.bar.__enter__()
@@ -206,7 +210,7 @@ class Counter:
 
     def update(self, done: int, note: str = "") -> None:
         if self.bar is not None:
-            self.bar.update(self.task, completed=done, note=note)
+            self.bar.update(self.task, completed=done, note=f"{note}{self._eta(done)}" if self.deadline is not None else note)
         elif not self.quiet and done and done % self.every == 0:
             self.console.print(f"steer: {self.name} {done}/{self.total}{self._eta(done)} · {note}", highlight=False)
 
@@ -220,6 +224,8 @@ class Counter:
             return ""
         start, at = self._first
         left = (now - start) / (done - at) * (self.total - done) if at < done < self.total else 0.0
+        if self.deadline is not None:
+            left = min(left, max(0.0, self.deadline - now))
         return f" · about {duration(left)} left" if left >= 1 else ""  # reused records tick at once: no pace to tell
 
     def __exit__(self, *exc: object) -> None:

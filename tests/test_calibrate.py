@@ -225,3 +225,76 @@ def test_calibrate_auto_chooses_among_routes_and_later_commands_use_it(tmp_path,
     asked = runner.invoke(app, ["ask", "What is 3 + 3?", "--json", "-q", *[a for a in common if a not in ("--work", str(tmp_path / "work"))]])
     assert asked.stdout, asked.stderr
     assert json.loads(asked.stdout)["router"] == saved["defaults"]["router"]
+
+
+def test_calibrate_auto_weighs_the_stepwise_routes_named_calibrated_or_as_given(tmp_path, tiny_small, smollm2_path):
+    """--routers adds stepwise candidates: one without a threshold is calibrated
+    to the target on the calibration problems, one with a threshold runs as
+    given; both are graded against the same large-only records and shown."""
+    data = tmp_path / "gold.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 7)))
+    common = ["--small", str(tiny_small), "--large", str(smollm2_path), "--work", str(tmp_path / "work"), "--max-steps", "3",
+              "--max-step-tokens", "8", "--threads", "1", "--n-ctx", "1024", "--cost-unit", "flops"]
+    r = runner.invoke(app, ["calibrate", "--target-cost", "0.8", "--router", "auto", "--routers", "steer,random@0.5", "--max-rounds", "2",
+                            "--data", str(data), "--limit", "4", "--heldout", str(data), "--heldout-limit", "2", "--json", "--dry-run", *common])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    measured = {c["route"].split("@")[0]: c for c in out["candidates"] if c["how"] == "measured"}
+    assert set(measured) == {"steer:entropy", "random"} and measured["random"]["route"] == "random@0.5"
+    assert all(c["n"] == 4 and c["cost"] > 0 for c in measured.values())
+    assert "stepwise route(s)" in r.stderr and out["heldout"]["n"] == 2
+    for bad, says in ((["--router", "auto", "--routers", "mix@0.3"], "always weighed"), (["--routers", "steer"], "--router auto")):
+        r = runner.invoke(app, ["calibrate", "--target-cost", "0.8", *bad, "--data", str(data), *common])
+        assert r.exit_code == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_calibrate_auto_sizes_its_problems_to_half_an_hour_on_this_machine():
+    """Without --limit, --router auto takes as many problems as the two solo
+    runs finish in about 30 minutes on the machine's profile, and says so."""
+    from steer_cli.commands.calibrate import _sized
+    from steer_cli.output import Output
+
+    class Profiled:  # a session whose profile prices the small model at 20 s a problem and the large at 40 s
+        def seconds_alone(self, tier: int = -1) -> float:
+            return 20.0 if tier == 0 else 40.0
+
+    said = []
+    out = Output(quiet=True)
+    out.note = said.append  # type: ignore[method-assign]
+    assert _sized(Profiled(), None, None, "dev", out) == (18, 12) and "30 minutes" in said[0] and "18 calibration and 12 held-out" in said[0]
+    assert _sized(Profiled(), 50, None, "dev", out) == (50, 12)
+    assert _sized(Profiled(), 50, None, "none", out) == (50, 0) and len(said) == 2  # nothing left to size, nothing said
+
+
+def test_calibrate_auto_weighs_the_pik_gate_and_its_replay_is_what_a_real_run_gives(tmp_path, tiny_small, smollm2_path):
+    """With --pik, the gate alone and the gate in front of the P(T) cascade are
+    candidates, replayed from the solo runs plus one P(IK) pass per problem
+    (kept in --work); the replay of a gated route matches a real run of it."""
+    import numpy as np
+
+    from steer_cli import pik as pk
+    from steer_cli.engine import LlamaEngine, LoadOptions
+    from steer_cli.files import content_sha256
+
+    width = len(LlamaEngine("s", tiny_small, LoadOptions(n_ctx=512, n_threads=1)).embed_prompt("What is 1 + 1?"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, width + len(pk.EXTRAS)))
+    model = pk.train(x, np.arange(24) % 2 == 0, np.zeros(24, dtype=bool), tiny_small.stem, content_sha256(tiny_small), 0.5)
+    gate = model.save(tmp_path / "pik.json")
+    data = tmp_path / "gold.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 9)))
+    common = ["--small", str(tiny_small), "--large", str(smollm2_path), "--max-steps", "3", "--max-step-tokens", "8", "--threads", "1",
+              "--n-ctx", "1024", "--cost-unit", "flops", "--pik", str(gate)]
+    r = runner.invoke(app, ["calibrate", "--target-cost", "0.8", "--router", "auto", "--data", str(data), "--limit", "5", "--heldout", str(data),
+                            "--heldout-limit", "3", "--json", "--dry-run", "--work", str(tmp_path / "work"), *common])
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    gated = [c for c in out["candidates"] if "+pik@" in c["route"]]
+    assert gated and all(c["how"] == "replayed" and c["cost"] <= 0.8 for c in gated) and "P(IK) pass" in r.stderr
+    assert len(list((tmp_path / "work").glob("pik-pass-*.jsonl"))) == 1
+    alone = next(c for c in gated if c["route"].startswith("cascade:answer@0+pik@"))
+    ev = runner.invoke(app, ["eval", "--routers", f"{alone['route']},large", "--data", str(data), "--limit", "5", "--json", "-q",
+                             "--work", str(tmp_path / "fresh"), *common])
+    assert ev.exit_code == 0, ev.stderr
+    real = next(s for s in json.loads(ev.stdout) if s["config"] == alone["route"])
+    assert real["accuracy"] == alone["accuracy"] and real["relative_cost"] == pytest.approx(alone["cost"], rel=0.05)

@@ -34,8 +34,9 @@ def synthetic(n: int, steps: int = 4, seed: int = 0):
             trace = Trace({"maxprob": s, "entropy": 2 * (1 - s), "margin": s}, j, 30 * j, escalated, previous)
 
             def pick(node):
-                a = choose(node, trace)
-                decisions.append((node, features(trace), a))
+                x = features(trace)
+                a = choose(node, x)
+                decisions.append((node, x, a))
                 return NODES[node][a]
 
             if pick("pre") == "escalate":
@@ -233,26 +234,71 @@ def test_policy_train_writes_a_validated_file_and_its_curve(policy_file):
     assert report["points_reused"] == 0 and again["points_reused"] == report["points"] > 0  # and learned from the first run's branch points
 
 
+def test_policy_train_at_its_defaults_says_how_long_it_may_take_and_keeps_to_it(tmp_path, tiny_small, smollm2_path):
+    """40 epochs of 3 problems once ran past 25 minutes unannounced: the default
+    bound is 1.5 minutes a problem, said before any rollout, then half that calibrating."""
+    import time
+
+    args = ["policy", "train", "--data", "tests/data/math_sample.jsonl", "--limit", "3", "--target-cost", "0.6", "--cost-unit", "decode",
+            "-o", str(tmp_path / "p.json"), "--work", str(tmp_path / "work"), "--json", *pair(tiny_small, smollm2_path)]
+    started = time.monotonic()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.stderr
+    assert time.monotonic() - started < 60 * 4.5 * 1.5 + 60  # the bound, with room for loading the models
+    said = [line for line in r.stderr.splitlines() if line.startswith("steer: policy training:")]
+    assert said and "up to 40 epochs over 3 problems" in said[0] and "for at most 4 min (--max-minutes)" in said[0] and "at most 2 min calibrating on 3" in said[0]
+    assert 1 <= json.loads(r.stdout)["epochs_run"] <= 40
+
+
+def test_policy_train_in_parallel_learns_the_same_policy_whatever_n_from_the_same_outcomes(tmp_path, tiny_small, smollm2_path):
+    """--parallel plays a batch's problems at once, each drawing from a seed of
+    its own: from the outcomes --parallel 2 computed, --parallel 3 (lanes
+    finishing in another order) computes nothing and trains the very same policy."""
+    import shutil
+
+    def train(parallel: int, work):
+        args = ["policy", "train", "--data", "tests/data/math_sample.jsonl", "--limit", "4", "--target-cost", "0.6", "--cost-unit", "decode",
+                "--epochs", "2", "--rollouts", "2", "--batch", "2", "--parallel", str(parallel), "-o", str(work / "p.json"), "--work", str(work),
+                "--json", *pair(tiny_small, smollm2_path)]
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.stderr
+        return json.loads(r.stdout), load(work / "p.json")
+
+    (tmp_path / "a").mkdir()
+    first, together = train(2, tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    for outcomes in (tmp_path / "a").glob("outcomes-*.jsonl"):
+        shutil.copy(outcomes, tmp_path / "b")  # the outcomes only: no branch points to learn from beyond the run's own
+    again, alone = train(3, tmp_path / "b")
+    assert first["outcomes_computed"] > 0 and again["outcomes_computed"] == 0
+    assert alone.threshold == together.threshold and all(np.allclose(alone.weights[k], together.weights[k]) for k in NODES)
+
+
 def test_the_solver_follows_the_path_the_policy_trained_on(policy_file, tiny_small, smollm2_path):
     from steer_cli.engine import LlamaEngine, LoadOptions
-    from steer_cli.rollouts import TreeEnv
-    from steer_cli.routers import PolicyRouter
-    from steer_cli.solver import Solved, Solver, StepLimits
-    from steer_cli.units import rates
+    from steer_cli.rollouts import Rollouts
+    from steer_cli.routes import Route
+    from steer_cli.runs import solve_one
+    from steer_cli.session import Session
+    from steer_cli.solver import StepLimits
+    from steer_cli.units import Meter
 
     policy = load(policy_file[0])
     policy.threshold = 0.5
     engines = [LlamaEngine(n, p, LoadOptions(n_ctx=1024, n_threads=1)) for n, p in (("s", tiny_small), ("l", smollm2_path))]
     limits = StepLimits(max_steps=3, max_step_tokens=6)
-    env = TreeEnv(engines, limits, [rates("decode", e.params) for e in engines])
+    env = Rollouts(engines, limits, Meter("decode"))
+    real = Session.of(engines, Meter("decode"), limits=limits, artifacts={"policy": policy}).solver(Route("policy", 0.5))
     for problem in ("2+2?", "What is 7 times 6?"):
         episode = env.episode(problem, "4", training.deterministic(policy, 0.5))
-        solver = Solver(engines, PolicyRouter(threshold=0.5, policy=policy), limits)
-        result = next(e.result for e in solver.solve(problem) if isinstance(e, Solved))
+        result = solve_one(real, problem)
         assert result.answer == episode.answer and len(result.steps) == episode.steps
         assert sum(s.tier > 0 for s in result.steps) == episode.escalated
         # The cost is relative to what the user would otherwise run: the large model alone, every step its own.
-        assert env.episode(problem, "4", lambda node, trace: 1 if node == "pre" else 0).cost == pytest.approx(1.0)
+        assert env.episode(problem, "4", lambda node, x: 1 if node == "pre" else 0).cost == pytest.approx(1.0)
+        computed = env.computed
+        again = env.episode(problem, "4", training.deterministic(policy, 0.5))
+        assert (again.answer, again.cost, again.steps) == (episode.answer, episode.cost, episode.steps) and env.computed == computed  # replayed, not recomputed
 
 
 def test_ask_routes_with_the_policy_and_refuses_a_mismatched_pair(policy_file, tiny_small, smollm2_path):

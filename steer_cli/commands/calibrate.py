@@ -10,18 +10,24 @@ import typer
 from steer_cli.commands import common
 
 
+LIMIT, HELDOUT_LIMIT = 400, 300
+AUTO_MINUTES = 30  # --router auto's default size: the two solo runs over both sets in about this long
+AUTO_SHARE = 0.6  # of those problems, the calibration set's share
+
+
 def calibrate(
     target_cost: Annotated[float, typer.Option("--target-cost", help="Relative cost to spend, in --cost-unit: routed / the large model alone, in (0, 1].")],
     router: common.Router = None,
     signal: common.Signal = None,
     data: Annotated[str, typer.Option("--data", help="Calibration problems: train (shipped GSM8K slice) or a JSONL; cost needs no gold answers, so your own questions do.")] = "train",
-    limit: Annotated[int, typer.Option("--limit", help="Calibration problems to use (a 0.5 target on GSM8K needs a few hundred: few problems escalate).")] = 400,
+    limit: Annotated[Optional[int], typer.Option("--limit", help=f"Calibration problems to use (a 0.5 target on GSM8K needs a few hundred: few problems escalate); default {LIMIT}, and with --router auto what the solo runs finish in about {AUTO_MINUTES} minutes on this machine (60% of it).", show_default=False)] = None,
     heldout: Annotated[str, typer.Option("--heldout", help="Held-out problems to check the threshold on (dev, train or a JSONL; 'none' skips).")] = "dev",
-    heldout_limit: Annotated[int, typer.Option("--heldout-limit", help="Held-out problems to use.")] = 300,
+    heldout_limit: Annotated[Optional[int], typer.Option("--heldout-limit", help=f"Held-out problems to use; default {HELDOUT_LIMIT}, and with --router auto the other 40% of its {AUTO_MINUTES} minutes.", show_default=False)] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Stop when the calibration cost is this close to the target.")] = 0.03,
     max_rounds: Annotated[int, typer.Option("--max-rounds", help="Routed passes over the calibration set at most.")] = 6,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the threshold without saving it.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="With --router auto: write every candidate's summary and frontier.png (the random line drawn) here.")] = None,
+    routers: Annotated[Optional[str], typer.Option("--routers", help="With --router auto: stepwise routes to weigh beside the query-level ones, each calibrated to the target on the calibration problems (steer, trim:verify) or run as given (steer@0.4); real runs, each about the large model's time a problem on 2 cores, so none by default.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     work: common.Work = None,
@@ -44,7 +50,7 @@ def calibrate(
     cache_dir: common.CacheDir = None,
     parallel: common.Parallel = 1,
 ) -> None:
-    """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it; with --router auto, choose the route itself (small, large, random mixing or the P(T) cascade, priced from the two solo runs) and save it as the default route in your models.yaml (--dry-run: only print it). At the defaults (400 + 300 problems) several hours on 2 cores; records are reused."""
+    """Find the ROUTER threshold whose measured relative cost meets --target-cost, check it on held-out problems, save it; with --router auto, choose the route itself (small, large, random mixing or the P(T) cascade, priced from the two solo runs) and save it as the default route in your models.yaml (--dry-run: only print it). At the defaults several hours on 2 cores for one router (400 + 300 problems), about 30 minutes for --router auto (sized from the machine profile); records are reused."""
     from steer_cli import calibrate as cal
     from steer_cli import datasets
     from steer_cli.evaluate import Bench
@@ -59,7 +65,9 @@ def calibrate(
     if not 0.0 < tolerance < 1.0:
         raise common.UsageError(f"--tolerance {tolerance:g} is outside (0, 1)", "pass how close to the target is close enough, like 0.03")
     for flag, value in (("--max-rounds", max_rounds), ("--limit", limit), ("--heldout-limit", heldout_limit)):
-        common.within(flag, value, 1, example="the default")
+        if value is not None:
+            common.within(flag, value, 1, example="the default")
+    stepwise = _stepwise(routers, router)
     session = Session.from_options(common.options(locals()), measure=True)
     session.require_prices("calibrating")
     if out_dir is not None:
@@ -67,7 +75,10 @@ def calibrate(
 
         report.check_writable(out_dir)
     if router == "auto":
-        return _advise(session, data, limit, heldout, heldout_limit, target_cost, work, dry_run, config, out, out_dir)
+        search = {"tolerance": tolerance, "rounds": max_rounds, "greedy": temperature == 0}
+        limit, heldout_limit = _sized(session, limit, heldout_limit, heldout, out)
+        return _advise(session, data, limit, heldout, heldout_limit, target_cost, work, dry_run, config, out, out_dir, stepwise, search)
+    limit, heldout_limit = limit or LIMIT, heldout_limit or HELDOUT_LIMIT
     route = session.chosen(router, None, signal)
     if route.threshold is None:
         raise common.UsageError(f"router {route.router!r} has no threshold to calibrate", f"use one of: {', '.join(names(fixed=False))}")
@@ -87,11 +98,44 @@ def calibrate(
     _warn_if_loose(found.outcome.best, tolerance, out)
 
 
+def _sized(session, limit: int | None, heldout_limit: int | None, heldout: str, out) -> tuple[int, int]:
+    """--router auto's problem counts where not given: as many as the small-only
+    and large-only runs finish in about AUTO_MINUTES on this machine's profile."""
+    if limit is not None and (heldout_limit is not None or heldout == "none"):
+        return limit, heldout_limit or 0
+    per = [session.seconds_alone(tier) for tier in (0, -1)]
+    if None in per:
+        return limit or LIMIT, heldout_limit or HELDOUT_LIMIT
+    n = max(10, int(AUTO_MINUTES * 60 / sum(per)))  # type: ignore[arg-type]
+    sized = (limit or round(AUTO_SHARE * n), heldout_limit or (0 if heldout == "none" else max(2, n - round(AUTO_SHARE * n))))
+    out.note(f"sized to about {AUTO_MINUTES} minutes on this machine ({sum(per):.0f} s a problem for both solo runs): "  # type: ignore[arg-type]
+             f"{sized[0]} calibration and {sized[1]} held-out problems; --limit and --heldout-limit choose others, and records are reused")
+    return sized
+
+
+def _stepwise(routers: str | None, router: str | None) -> list:
+    """--routers: the stepwise routes --router auto weighs too, checked before any model loads."""
+    from steer_cli import routes
+    from steer_cli.routers import spec
+
+    if routers is None:
+        return []
+    if router != "auto":
+        raise common.UsageError("--routers names candidates for --router auto", "add --router auto, or calibrate one router with --router NAME")
+    named = routes.parse_list(routers)
+    for route in named:
+        if spec(route.router).per_query or spec(route.router).fixed:
+            raise common.UsageError(f"--routers {route.label}: small, large, mix and the cascade are always weighed (from the solo runs)",
+                                    "name stepwise routers only, e.g. --routers steer,trim:verify")
+    return named
+
+
 def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, target: float, work: Path | None, dry_run: bool, config, out,
-            out_dir: Path | None = None) -> None:
+            out_dir: Path | None = None, stepwise: list | None = None, search: dict | None = None) -> None:
     """--router auto: price every query-level route from the small-only and
-    large-only runs, pick the best within the target, check it held out
-    against random mixing and the large model, save it as the default route."""
+    large-only runs, calibrate the stepwise routes named, pick the best within
+    the target, check it held out against random mixing and the large model,
+    save it as the default route."""
     from steer_cli import advisor, datasets
     from steer_cli.evaluate import Bench
     from steer_cli.registry import save_user_defaults, steer_home
@@ -99,9 +143,14 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
 
     bench = Bench(session, work or steer_home() / "eval")
     items, held = datasets.problems(data, limit), _heldout_items(heldout, heldout_limit, data, limit)
+    stepwise = stepwise or []
     todo = sum(bench.missing(Route(r), items + held) for r in ("small", "large"))
     out.note(f"choosing a route: {todo} solo solutions to run (small and large on {len(items)} calibration and {len(held)} held-out problems), "
-             f"{session.expected(todo)}; the rest are in the records")
+             f"{session.expected(todo)}; the rest are in the records"
+             + (f"; then {len(stepwise)} stepwise route(s), each up to {search['rounds']} passes over the {len(items)} calibration problems at about "
+                f"{session.expected(len(items))} a pass, and over the held-out ones if one wins" if stepwise and search else
+                "; stepwise routers join only when named (--routers)")
+             + ("; with --pik, one P(IK) pass per problem too (kept in --work)" if session.artifacts.get("pik") is not None else ""))
     runs = {}
     for what, problems in (("calibration", items), ("held-out", held)):
         for name in ("small", "large") if problems else ():
@@ -109,14 +158,18 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
                 ticks = iter(range(1, len(problems) + 1))
                 runs[what, name] = bench.records(Route(name), problems, lambda: bar.update(next(ticks)))
     unit = session.unit
+    gates = {what: bench.gate_pass(problems) for what, problems in (("calibration", items), ("held-out", held))}
     candidates = advisor.query_level(runs["calibration", "small"], runs["calibration", "large"], target, unit, session.meter)
+    if gates["calibration"] is not None:
+        candidates += advisor.gated(runs["calibration", "small"], runs["calibration", "large"], gates["calibration"], target, unit, session.meter)
+    candidates += [_measured(bench, route, items, runs["calibration", "large"], target, search or {}, out) for route in stepwise]
     winner = advisor.choose(candidates, target, unit)
-    check = _held_check(winner, runs, target, unit, session.meter) if held else None
+    check = _held_check(winner, runs, target, unit, session.meter, bench, held, gates["held-out"]) if held else None
     saved = None
     if not dry_run:
         values = {"router": winner.route.router}
         if winner.route.threshold is not None:
-            values["thresholds"] = {winner.route.router: winner.route.threshold}
+            values["thresholds"] = {winner.route.router: winner.route.threshold, **({"pik": winner.route.pik} if winner.route.pik is not None else {})}
         saved = save_user_defaults(values, config)
     _report_choice(candidates, winner, check, target, unit, saved, out)
     if out_dir is not None:
@@ -125,17 +178,36 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
         out.note(f"wrote {', '.join(str(p) for p in report.write_outputs([c.summary for c in candidates], out_dir, unit))}")
 
 
-def _held_check(winner, runs: dict, target: float, unit: str, meter) -> dict:
-    """The winner on the held-out problems, replayed from their solo runs,
-    with paired intervals against random mixing at its cost and the large model."""
+def _measured(bench, route, items: list, large: list[dict], target: float, search: dict, out):
+    """A stepwise candidate: calibrated to the target on the calibration
+    problems when its threshold is left out, then graded on its records there."""
+    from dataclasses import replace
+
+    from steer_cli import advisor
+    from steer_cli import calibrate as cal
+    from steer_cli.routers import PIK
+
+    filled = bench.session.route(route)  # its signal named, so the probes' records and the candidate's are one file
+    if route.threshold is None:
+        pik = bench.session.artifacts.get(PIK.kind) if route.pik is not None else None
+        found = cal.Calibrator(bench, route.router, filled.signal, out, search.get("greedy", True), pik).calibrate(
+            items, [], target, search.get("tolerance", 0.03), search.get("rounds", 6))
+        filled = bench.session.route(replace(filled, threshold=found.outcome.best.threshold, pik=found.pik))
+    return advisor.measured(filled, bench.records(filled, items), large, bench.session.meter)
+
+
+def _held_check(winner, runs: dict, target: float, unit: str, meter, bench=None, held: list | None = None, gate: list | None = None) -> dict:
+    """The winner on the held-out problems (replayed from their solo runs, or
+    run there when it was measured), with paired intervals against random
+    mixing at its cost and the large model."""
     from steer_cli import advisor, stats
-    from steer_cli.routes import Route
 
     small, large = runs["held-out", "small"], runs["held-out", "large"]
-    summary = stats.summarize(winner.route.label, advisor.records_of(winner.route, small, large), {r["key"]: r for r in large}, meter)
+    mine = bench.records(winner.route, held) if winner.how == "measured" else advisor.records_of(winner.route, small, large, gate)
+    summary = stats.summarize(winner.route.label, mine, {r["key"]: r for r in large}, meter)
     at_cost = advisor.mix_within(small, large, summary.cost(unit) or 0.0, unit, meter)
-    return {"summary": summary, "vs_mix": advisor.paired_against(winner.route, at_cost.route, small, large) if at_cost else None,
-            "mix": at_cost.route.label if at_cost else None, "vs_large": advisor.paired_against(winner.route, Route("large"), small, large)}
+    return {"summary": summary, "vs_mix": advisor.paired(mine, advisor.records_of(at_cost.route, small, large)) if at_cost else None,
+            "mix": at_cost.route.label if at_cost else None, "vs_large": advisor.paired(mine, large)}
 
 
 def _report_choice(candidates, winner, check, target: float, unit: str, saved, out) -> None:

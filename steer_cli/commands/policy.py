@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,11 @@ from typing import Annotated, Optional
 import typer
 
 from steer_cli.commands import common
+
+# Training stops by default after this many minutes per problem: on 2 cores
+# 12 problems x 3 epochs took 23 minutes, most of it the first epoch's fresh
+# outcomes, so this buys a few epochs; --max-minutes sets another bound.
+MINUTES_PER_PROBLEM = 1.5
 
 app = typer.Typer(help="The learned routing policy (policy-guided stepwise routing): train it for a model pair.", no_args_is_help=True)
 
@@ -26,7 +32,7 @@ def train(
     batch: Annotated[Optional[int], typer.Option("--batch", help="Problems per policy update (default: all of them, one update per epoch); smaller learns more from the same rollouts.")] = None,
     replay: Annotated[int, typer.Option("--replay", help="Gradient steps per update over every branch point gathered so far (kept in --work, so a rerun learns from earlier runs' rollouts too); 0: one step on the batch's own.")] = 30,
     calib_limit: Annotated[Optional[int], typer.Option("--calib-limit", help="Calibrate the threshold on the first N training problems (default: up to 40; each bisection round plays them anew).")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Start no further batch of problems after this many minutes (the threshold is still calibrated and the file written).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help=f"Start no further batch of problems after this many minutes, and calibrate for at most half as long again (the file is still written); default {MINUTES_PER_PROBLEM:g} a training problem.")] = None,
     cost_unit: common.CostUnit = None,
     work: Annotated[Optional[Path], typer.Option("--work", help="Where the cache of engine outcomes lives (reused on rerun); default STEER_HOME/policy.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
@@ -43,8 +49,9 @@ def train(
     gpu_layers: common.GpuLayers = 0,
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
+    parallel: common.Parallel = 1,
 ) -> None:
-    """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy improvement on accuracy - lambda x cost (replayed over every branch point kept), lambda moved toward --target-cost, calibrate its threshold to the target, save it to -o with its training-curve PNG. At the defaults (300 problems, 40 epochs) many hours on 2 cores, stoppable with --max-minutes and resumable; 12 problems and 3 epochs took 23 minutes."""
+    """Roll the routed step loop out on training problems with the real engines (outcomes cached by transcript), learn the policy by policy improvement on accuracy - lambda x cost (replayed over every branch point kept), lambda moved toward --target-cost, calibrate its threshold to the target, save it to -o with its training-curve PNG. It stops after 1.5 minutes a training problem (--max-minutes; 7.5 h at the default 300) plus at most half that calibrating, says so before it starts, and a rerun resumes from the cache; 12 problems and 3 epochs took 23 minutes on 2 cores."""
     from steer_cli import datasets
     from steer_cli.engine import LlamaEngine
     from steer_cli.output import Output
@@ -70,7 +77,8 @@ def train(
         raise common.UsageError("policy training needs exactly two local GGUF tiers (a small and a large)", "pass --small and --large, or a two-model --tiers set")
     session.meter.require(engines, "policy training")
     out = Output(as_json, quiet)
-    settings = Run(target_cost, epochs, rollouts, seed, max_minutes, batch, replay, calib_limit, data)
+    minutes = max_minutes if max_minutes is not None else MINUTES_PER_PROBLEM * len(items)
+    settings = Run(target_cost, epochs, rollouts, seed, minutes, batch, replay, calib_limit, data)
     policy = _train(session, items, settings, work, out)
     policy.save(output)
     png = _plot(policy.training["updates"], output.with_suffix(".png"), session.unit, target_cost, len(items))
@@ -85,7 +93,7 @@ class Run:
     epochs: int
     rollouts: int
     seed: int
-    max_minutes: float | None
+    max_minutes: float
     batch: int | None
     replay: int
     calib_limit: int | None
@@ -95,36 +103,33 @@ class Run:
 def _train(session, items: list, run: Run, work: Path | None, out):
     """Roll out, learn, calibrate: the trained policy with its training record."""
     from steer_cli import training
-    from steer_cli.answers import gold_answer
+    from steer_cli.ui import duration
 
     engines, unit = session.engines, session.unit
-    env, points_file = _env(engines, session.limits, session.meter, work, unit)
+    outcomes, episode, run_all, points_file = _players(session, items, work)
     points = training.load_points(points_file)
     started, n, reused = time.perf_counter(), len(items), len(points)
-    golds = [gold_answer(item.answer) for item in items]
 
-    def episode(i, choose):
-        return env.episode(items[i].question, golds[i], choose)
-
-    out.note(f"policy training: {run.epochs} epochs over {n} problems, {run.rollouts} rollouts each; a rollout of one problem costs up to "
-             f"{session.expected(1)}, and outcomes are cached (shared prefixes computed once), so later epochs run faster; "
-             "the progress line shows the time left")
-    with out.counter("policy training (problem-epochs)", run.epochs * n, every=max(1, n // 10), transient=True) as bar:
-        deadline = None if run.max_minutes is None else time.monotonic() + 60 * run.max_minutes
+    k = min(n, run.calib_limit or 40)
+    out.note(f"policy training: up to {run.epochs} epochs over {n} problems, {run.rollouts} rollouts each, for at most {duration(60 * run.max_minutes)} "
+             f"(--max-minutes), then at most {duration(30 * run.max_minutes)} calibrating on {k}; a rollout costs up to {session.expected(1)} "
+             "until its outcomes are cached (shared prefixes computed once), so later epochs run faster")
+    deadline = time.monotonic() + 60 * run.max_minutes
+    with out.counter("policy training (problem-epochs)", run.epochs * n, every=max(1, n // 10), transient=True, deadline=deadline) as bar:
         settings = training.Settings(target=run.target, epochs=run.epochs, rollouts=run.rollouts, seed=run.seed, deadline=deadline, batch=run.batch, replay=run.replay)
-        done, note = [0], [""]
+        done, note, lock = [0], [""], threading.Lock()
 
         def tick() -> None:
-            done[0] += 1
-            bar.update(done[0], f"{note[0]}{env.computed} outcomes computed")
+            with lock:  # lanes of --parallel finish problems at once
+                done[0] += 1
+                bar.update(done[0], f"{note[0]}{outcomes.computed} outcomes computed")
 
         def epoch_done(row: dict) -> None:
             note[0] = f"epoch {row['epoch']}: acc {row['accuracy']:.0%} · cost {row['cost']:.2f} · λ {row['lambda']:.2f} · "
 
-        policy, curve = training.train(episode, n, settings, progress=epoch_done, tick=tick, points=points, keep=training.keep_points(points_file))
+        policy, curve = training.train(episode, n, settings, progress=epoch_done, tick=tick, points=points, keep=training.keep_points(points_file), run_all=run_all)
     calibrated = time.perf_counter()
-    k = min(n, run.calib_limit or 40)
-    threshold, accuracy, cost = training.calibrate(episode, k, policy, run.target, tolerance=0.02)
+    threshold, accuracy, cost = training.calibrate(episode, k, policy, run.target, tolerance=0.02, deadline=time.monotonic() + 30 * run.max_minutes, run_all=run_all)
     policy.threshold = threshold
     policy.models = {"small": engines[0].identity, "large": engines[1].identity}
     policy.model_names = {"small": engines[0].name, "large": engines[1].name}
@@ -133,29 +138,57 @@ def _train(session, items: list, run: Run, work: Path | None, out):
         "epochs_run": len(curve), "replay": run.replay, "points_reused": reused, "points": len(points), "calibrated_on": k,
         "train_accuracy": round(accuracy, 4), "train_cost": round(cost, 4), "seconds": round(time.perf_counter() - started, 1),
         "calibration_seconds": round(time.perf_counter() - calibrated, 1),
-        "outcomes_computed": env.computed, "outcomes_cached": len(env.cache), "curve": curve,
+        "outcomes_computed": outcomes.computed, "outcomes_cached": len(outcomes.values), "curve": curve,
     })
     return policy
 
 
-def _env(engines, limits, meter, work: Path | None, unit: str):
-    """The rollout environment, its cache keyed by everything that changes an
-    outcome, and the file of branch points (their costs are in `unit`)."""
+def _players(session, items: list, work: Path | None):
+    """The shared outcome cache, an episode function, the runner of a batch's
+    problems (None: one at a time; under --parallel one rollout environment per
+    lane, all reading one cache) and the branch points' file."""
+    from steer_cli.answers import gold_answer
+    from steer_cli.rollouts import Outcomes, Rollouts
+
+    cache, points_file = _files(session.engines, session.limits, work, session.unit)
+    outcomes = Outcomes(cache)
+    golds = [gold_answer(item.answer) for item in items]
+
+    def player(tiers: list):
+        env = Rollouts(tiers, session.limits, session.meter, outcomes)
+        return lambda i, choose: env.episode(items[i].question, golds[i], choose)
+
+    if session.parallel == 1:
+        return outcomes, player(session.engines), None, points_file
+    from steer_cli.batching import solve_all
+
+    sets, scheduler = session.lanes()
+    players = [player(tiers) for tiers in sets]
+
+    def run_all(tasks: list) -> list:
+        done = dict(solve_all([lambda item, play=play: item[1](play) for play in players], list(enumerate(tasks)), scheduler))
+        return [done[i, task] for i, task in enumerate(tasks)]
+
+    return outcomes, players[0], run_all, points_file
+
+
+def _files(engines, limits, work: Path | None, unit: str) -> tuple[Path, Path]:
+    """The outcome cache, keyed by everything that changes an outcome, and the
+    file of branch points (their costs are in `unit`)."""
     import hashlib
 
     from steer_cli.engine import STEP_INSTRUCTION
     from steer_cli.policy import FEATURES
     from steer_cli.registry import steer_home
-    from steer_cli.rollouts import TreeEnv
 
     work = work or steer_home() / "policy"
     if work.exists() and not work.is_dir():
         raise common.UsageError(f"--work {work} is a file", "pass a directory for the outcome cache")
     work.mkdir(parents=True, exist_ok=True)
-    keyed = json.dumps({"models": [e.identity for e in engines], "limits": vars(limits), "prompt": STEP_INSTRUCTION}, sort_keys=True)
+    keyed = json.dumps({"models": [e.identity for e in engines], "limits": vars(limits), "prompt": STEP_INSTRUCTION, "keys": "tokens"}, sort_keys=True)
     key = hashlib.sha256(keyed.encode()).hexdigest()[:12]
     features = hashlib.sha256(" ".join(FEATURES).encode()).hexdigest()[:6]  # a point's x means nothing to other features
-    return TreeEnv(engines, limits, [meter.rates(e) for e in engines], work / f"outcomes-{key}.jsonl"), work / f"points-{key}-{features}-{unit}.jsonl"
+    return work / f"outcomes-{key}.jsonl", work / f"points-{key}-{features}-{unit}.jsonl"
 
 
 def _plot(updates: list[dict], path: Path, unit: str, target: float, n: int) -> Path | None:
