@@ -71,19 +71,14 @@ def records_of(route: Route, small: list[dict], large: list[dict], gate: list[di
     return replayed(small, large, [(r.get("answer_confidence") or 0.0) < route.threshold for r in small], True)
 
 
-def paired_against(route: Route, other: Route, small: list[dict], large: list[dict], gate: list[dict] | None = None) -> stats.Paired | None:
-    """route - other, problem by problem, on the same solo runs."""
-    return paired(records_of(route, small, large, gate), records_of(other, small, large, gate))
-
-
 def paired(mine: list[dict], theirs: list[dict]) -> stats.Paired | None:
     """mine - theirs, problem by problem (the same problems in the same order)."""
     return stats.paired([stats.correct(a) - stats.correct(b) for a, b in zip(mine, theirs, strict=True)])
 
 
-def measured(route: Route, records: list[dict], large: list[dict], meter: Any) -> Candidate:
-    """A route that ran for real on the calibration problems."""
-    return Candidate(route, stats.summarize(route.label, records, {r["key"]: r for r in large}, meter), "measured")
+def graded(route: Route, records: list[dict], large: list[dict], meter: Any, how: str = "measured") -> Candidate:
+    """A route's records (run for real, or replayed) as a candidate, priced against the large-only ones."""
+    return Candidate(route, stats.summarize(route.label, records, {r["key"]: r for r in large}, meter), how)
 
 
 def mix_at(share: float, small: list[dict], large: list[dict], meter: Any) -> Candidate:
@@ -102,7 +97,7 @@ def cascade_at(threshold: float, small: list[dict], large: list[dict], meter: An
 
 def gated_at(pik: float, cascade: float, small: list[dict], large: list[dict], gate: list[dict], meter: Any) -> Candidate:
     route = Route("cascade", round(cascade, 6), "answer", round(pik, 6))
-    return Candidate(route, stats.summarize(route.label, records_of(route, small, large, gate), {r["key"]: r for r in large}, meter), "replayed")
+    return graded(route, records_of(route, small, large, gate), large, meter, "replayed")
 
 
 def gated(small: list[dict], large: list[dict], gate: list[dict], target: float, unit: str, meter: Any) -> list[Candidate]:

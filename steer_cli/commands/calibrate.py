@@ -103,12 +103,12 @@ def _sized(session, limit: int | None, heldout_limit: int | None, heldout: str, 
     and large-only runs finish in about AUTO_MINUTES on this machine's profile."""
     if limit is not None and (heldout_limit is not None or heldout == "none"):
         return limit, heldout_limit or 0
-    per = [session.seconds_alone(tier) for tier in (0, -1)]
-    if None in per:
+    small, large = session.seconds_alone(0), session.seconds_alone(-1)
+    if small is None or large is None:
         return limit or LIMIT, heldout_limit or HELDOUT_LIMIT
-    n = max(10, int(AUTO_MINUTES * 60 / sum(per)))  # type: ignore[arg-type]
+    n = max(10, int(AUTO_MINUTES * 60 / (small + large)))
     sized = (limit or round(AUTO_SHARE * n), heldout_limit or (0 if heldout == "none" else max(2, n - round(AUTO_SHARE * n))))
-    out.note(f"sized to about {AUTO_MINUTES} minutes on this machine ({sum(per):.0f} s a problem for both solo runs): "  # type: ignore[arg-type]
+    out.note(f"sized to about {AUTO_MINUTES} minutes on this machine ({small + large:.0f} s a problem for both solo runs): "
              f"{sized[0]} calibration and {sized[1]} held-out problems; --limit and --heldout-limit choose others, and records are reused")
     return sized
 
@@ -193,7 +193,7 @@ def _measured(bench, route, items: list, large: list[dict], target: float, searc
         found = cal.Calibrator(bench, route.router, filled.signal, out, search.get("greedy", True), pik).calibrate(
             items, [], target, search.get("tolerance", 0.03), search.get("rounds", 6))
         filled = bench.session.route(replace(filled, threshold=found.outcome.best.threshold, pik=found.pik))
-    return advisor.measured(filled, bench.records(filled, items), large, bench.session.meter)
+    return advisor.graded(filled, bench.records(filled, items), large, bench.session.meter)
 
 
 def _held_check(winner, runs: dict, target: float, unit: str, meter, bench=None, held: list | None = None, gate: list | None = None) -> dict:
