@@ -174,9 +174,13 @@ class Calibrator:
     run first (the floor and the scores), then routed probes, reusing every
     problem whose small-only trace never escalates (greedy decoding only)."""
 
-    def __init__(self, bench: Any, router: str, signal: str | None, out: Any, greedy: bool, pik: Any = None) -> None:
+    def __init__(self, bench: Any, router: str, signal: str | None, out: Any, greedy: bool, pik: Any = None, large: list[dict] | None = None) -> None:
         self.bench, self.router, self.signal, self.out, self.greedy, self.pik = bench, router, signal, out, greedy, pik
         self.small_done: dict[str, dict] = {}  # problem key -> small-only record
+        # With the large model's own runs (the route advisor has them), cost is
+        # against those, as the advisor grades it; else against the estimate
+        # every record carries (the large model's reading and writing of the kept steps).
+        self.reference = {r["key"]: r for r in large} if large else None
 
     def run(self, route: Any, problems: list, what: str) -> tuple[Probe, list[dict]]:
         """One route over `problems`, as a Probe of its cost and accuracy."""
@@ -197,7 +201,7 @@ class Calibrator:
         if route.router == "small":
             self.small_done.update((r["key"], r) for r in records)
         unit = self.bench.session.unit
-        s = stats.summarize(route.label, records, meter=self.bench.session.meter)
+        s = stats.summarize(route.label, records, self.reference, meter=self.bench.session.meter)
         probe = Probe(route.threshold if route.threshold is not None else 0.0, s.cost(unit) or 0.0, accuracy(records), s.n, s.cost_ses[unit])
         self.out.note(f"{what} {route.label}: {line(probe)}")
         return probe, records

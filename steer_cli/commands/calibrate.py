@@ -147,8 +147,8 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
     todo = sum(bench.missing(Route(r), items + held) for r in ("small", "large"))
     out.note(f"choosing a route: {todo} solo solutions to run (small and large on {len(items)} calibration and {len(held)} held-out problems), "
              f"{session.expected(todo)}; the rest are in the records"
-             + (f"; then {len(stepwise)} stepwise route(s), each up to {search['rounds']} passes over the {len(items)} calibration problems at about "
-                f"{session.expected(len(items))} a pass, and over the held-out ones if one wins" if stepwise and search else
+             + (f"; then {len(stepwise)} stepwise route(s), each up to {search['rounds']} passes over the {len(items)} calibration problems "
+                f"(a pass: {session.expected(len(items))}), and over the held-out ones if one wins" if stepwise and search else
                 "; stepwise routers join only when named (--routers)")
              + ("; with --pik, one P(IK) pass per problem too (kept in --work)" if session.artifacts.get("pik") is not None else ""))
     runs = {}
@@ -190,7 +190,7 @@ def _measured(bench, route, items: list, large: list[dict], target: float, searc
     filled = bench.session.route(route)  # its signal named, so the probes' records and the candidate's are one file
     if route.threshold is None:
         pik = bench.session.artifacts.get(PIK.kind) if route.pik is not None else None
-        found = cal.Calibrator(bench, route.router, filled.signal, out, search.get("greedy", True), pik).calibrate(
+        found = cal.Calibrator(bench, route.router, filled.signal, out, search.get("greedy", True), pik, large).calibrate(
             items, [], target, search.get("tolerance", 0.03), search.get("rounds", 6))
         filled = bench.session.route(replace(filled, threshold=found.outcome.best.threshold, pik=found.pik))
     return advisor.graded(filled, bench.records(filled, items), large, bench.session.meter)
