@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from steer_cli.errors import SteerError
@@ -36,6 +36,12 @@ class Profile:
     decode_tok_s: float
     score_tok_s: float
     load_s: float
+    # --parallel N -> how many times sooner N problems finish at once than one
+    # after another (`steer bench --parallel N` measures it)
+    batched: dict[str, float] = field(default_factory=dict)
+
+    def speedup(self, n: int) -> float | None:
+        return 1.0 if n == 1 else self.batched.get(str(n))
 
     def seconds(self, prefill: int, decoded: int, scored: int = 0) -> float:
         """Predicted seconds for this many tokens (scored ones are part of prefill in the counters)."""
@@ -147,9 +153,37 @@ def timed_rates(engine, problems: list[str], tick=lambda: None) -> dict:
         tick()
     return rates
 
-def for_engines(engines: list, problems: list[str], refresh: bool = False, say=lambda line: None, measure_missing: bool = True) -> dict[str, Profile]:
+def batch_speedup(engine, problems: list[str], n: int) -> float:
+    """How many times sooner `n` problems' first steps (prefill, then
+    DECODE_TOKENS through steer's own step writer) finish in the lanes of
+    --parallel n than one after another, on this engine's model."""
+    from steer_cli.batching import lanes, solve_all
+    from steer_cli.solver import StepLimits, write_step
+
+    limits = StepLimits(delimiter="", max_step_tokens=DECODE_TOKENS, stop_repetition=False)
+    texts = [problems[i % len(problems)] for i in range(n)]
+
+    def first_step(lane, text: str) -> None:
+        lane.start(text)
+        for _ in write_step(lane, 0, 0, None, limits, DECODE_TOKENS, DECODE_TOKENS):
+            pass
+
+    sets, scheduler = lanes([engine], n)
+    first_step(sets[0][0], texts[0])  # weights and contexts ready before anything is timed
+    started = time.perf_counter()
+    for text in texts:
+        first_step(engine, text)
+    one_by_one = time.perf_counter() - started
+    started = time.perf_counter()
+    list(solve_all([lambda text, lane=tiers[0]: first_step(lane, text) for tiers in sets], texts, scheduler))
+    return round(one_by_one / (time.perf_counter() - started), 3)
+
+
+def for_engines(engines: list, problems: list[str], refresh: bool = False, say=lambda line: None, measure_missing: bool = True,
+                batch: int | None = None) -> dict[str, Profile]:
     """Each local engine's profile, measured once per machine setting and then
-    reused; with `measure_missing` False only the stored ones."""
+    reused; with `measure_missing` False only the stored ones; with `batch`,
+    its speedup at --parallel `batch` too (measured once, kept in the profile)."""
     from steer_cli.engine import LlamaEngine, physical_cores
     from steer_cli.files import content_sha256
 
@@ -166,6 +200,10 @@ def for_engines(engines: list, problems: list[str], refresh: bool = False, say=l
             except SteerError as exc:  # e.g. a context too small for the probe: no prediction, never a failed run
                 say(f"steer: could not profile {engine.name}: {exc}")
                 continue
+            save(profile, k)
+        if profile is not None and batch is not None and batch > 1 and profile.speedup(batch) is None:
+            say(f"steer: measuring {engine.name} at --parallel {batch} on this machine (once)")
+            profile = replace(profile, batched={**profile.batched, str(batch): batch_speedup(engine, problems, batch)})
             save(profile, k)
         if profile is not None:
             found[engine.name] = profile

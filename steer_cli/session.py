@@ -201,7 +201,12 @@ class Session:
         seconds = self.seconds_alone(tier)
         if seconds is None:
             return "no machine profile yet to estimate it from"
-        return f"about {duration(solves * seconds)} on this machine"
+        if self.parallel == 1:
+            return f"about {duration(solves * seconds)} on this machine"
+        speedup = self.meter.profiles[self.engines[tier].name].speedup(self.parallel)
+        if speedup is None:
+            return f"about {duration(solves * seconds)} on this machine one at a time (`steer bench --parallel {self.parallel}` measures what {self.parallel} at once gain)"
+        return f"about {duration(solves * seconds / speedup)} on this machine at --parallel {self.parallel} ({speedup:.2f}x, measured)"
 
     def seconds_alone(self, tier: int = -1) -> float | None:
         """Predicted seconds of one problem answered by `tier` alone (None: no profile)."""

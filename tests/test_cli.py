@@ -174,3 +174,25 @@ def test_bench_measures_a_profile_once_and_eval_predicts_from_it(tiny_small, tmp
     assert ev.exit_code == 0, ev.stderr
     (summary,) = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["predicted_s_per_problem"] > 0
+
+
+def test_bench_measures_what_parallel_lanes_gain_once_and_estimates_use_it(tiny_small):
+    """`steer bench --parallel 2` keeps in the profile how many times sooner two
+    problems finish at once than one after another; duration estimates at
+    --parallel 2 use it, and say how to get it where it is missing."""
+    from steer_cli import profile
+    from steer_cli.engine import LlamaEngine, LoadOptions
+    from steer_cli.session import Session
+    from steer_cli.units import Meter
+
+    r = runner.invoke(app, ["bench", str(tiny_small), "--json", "--threads", "1", "--parallel", "2"])
+    assert r.exit_code == 0, r.stderr
+    measured = json.loads(r.stdout)
+    assert measured["batched"]["2"] > 0 and "at --parallel 2" in r.stderr
+    again = runner.invoke(app, ["bench", str(tiny_small), "--json", "--threads", "1", "--parallel", "2"])
+    assert json.loads(again.stdout) == measured and "measuring" not in again.stderr
+    engine = LlamaEngine("tiny-small", tiny_small, LoadOptions(n_threads=1))
+    profiles = profile.for_engines([engine], [], measure_missing=False)
+    at_two = Session.of([engine], Meter("decode", profiles), parallel=2).expected(10)
+    assert "at --parallel 2" in at_two and f"{measured['batched']['2']:.2f}x, measured" in at_two
+    assert "steer bench --parallel 3" in Session.of([engine], Meter("decode", profiles), parallel=3).expected(10)

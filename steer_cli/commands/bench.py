@@ -19,8 +19,9 @@ def bench(
     gpu_layers: common.GpuLayers = 0,
     config: common.Config = None,
     cache_dir: common.CacheDir = None,
+    parallel: Annotated[int, typer.Option("--parallel", help="Also measure how many times sooner N problems finish at once (--parallel N) than one after another; kept in the profile, so estimates of duration under --parallel N use it.")] = 1,
 ) -> None:
-    """Prefill, decode and scoring speed per model with these threads and GPU layers: printed (JSON lines with --json) and stored under STEER_HOME/profiles for --cost-unit time. About 30 s a model on 2 cores; a stored profile is reused at once."""
+    """Prefill, decode and scoring speed per model with these threads and GPU layers: printed (JSON lines with --json) and stored under STEER_HOME/profiles for --cost-unit time. About 30 s a model on 2 cores (--parallel N: about a minute more); a stored profile is reused at once."""
     from steer_cli import datasets, profile
     from steer_cli.engine import LoadOptions
     from steer_cli.output import Output
@@ -34,7 +35,11 @@ def bench(
     for name in models or registry.tier_names(None):
         engines += build_tiers(small=name, large=name, registry=registry, cache=cache_dir, options=options)[:1]
     problems = [i.question for i in datasets.load("train", 4)]
-    found = profile.for_engines(engines, problems, refresh=refresh, say=lambda line: out.note(line.removeprefix("steer: ")))
+    from steer_cli.batching import MAX_PARALLEL
+
+    common.within("--parallel", parallel, 1, MAX_PARALLEL, example="4")
+    found = profile.for_engines(engines, problems, refresh=refresh, say=lambda line: out.note(line.removeprefix("steer: ")), batch=parallel)
     for p in found.values():
+        batched = "".join(f" · --parallel {n}: {x:.2f}x sooner" for n, x in sorted(p.batched.items(), key=lambda kv: int(kv[0])))
         out.result(asdict(p), f"{p.model}: prefill {p.prefill_tok_s:.1f} tok/s · decode {p.decode_tok_s:.1f} tok/s · scoring {p.score_tok_s:.1f} tok/s"
-                   f" (scoring/prefill {p.score_tok_s / p.prefill_tok_s:.2f}) · load {p.load_s:.1f} s · {p.threads} threads, {p.gpu_layers} GPU layers, llama.cpp {p.llama_cpp}")
+                   f" (scoring/prefill {p.score_tok_s / p.prefill_tok_s:.2f}) · load {p.load_s:.1f} s · {p.threads} threads, {p.gpu_layers} GPU layers, llama.cpp {p.llama_cpp}{batched}")

@@ -81,7 +81,7 @@ Delimiter = Annotated[str, typer.Option("--delimiter", help="Text that ends a st
 Temperature = Annotated[float, typer.Option("--temperature", help="0 = greedy (reproducible).")]
 Parallel = Annotated[int, typer.Option("--parallel", help="Problems solved at once: each token of all of them in one llama.cpp pass (a KV cache of n_ctx per problem, "
                                        "reserved up front). Default 1: on the 2-core machine of 2026-12-01, 4 gave 1.03x (0.5B) and 1.19x (1.5B) problems per hour "
-                                       "(compute-bound cores); machines limited by memory bandwidth gain more (README, throughput).")]
+                                       "(compute-bound cores); machines limited by memory bandwidth gain more: `steer bench --parallel N` measures yours.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for sampling and the random router.")]
 BudgetCap = Annotated[Optional[float], typer.Option("--budget", help="Cap what the tiers above the smallest spend, in --cost-unit (reading priced as the unit prices it), at this fraction of the top tier answering alone; then the smallest tier finishes, uncapped. The result's cost.budget reports cap and spend.")]
 CostUnit = Annotated[Optional[str], typer.Option("--cost-unit", help="time (seconds on this machine, from its profile), decode, flops or price: what --budget caps and relative cost counts (default: models.yaml defaults.cost_unit, else time).")]
