@@ -234,3 +234,9 @@ def test_calibrate_hint_names_a_command_that_takes_the_small_model():
 
 def test_bench_of_a_directory_says_it_is_a_directory(tmp_path):
     assert "is a directory, not a model file" in one_line(runner.invoke(app, ["bench", str(tmp_path)]), code=1)
+
+
+def test_bench_refuses_a_bad_parallel_before_looking_up_a_model():
+    """Found by the property test above: --parallel was checked after the models were looked up."""
+    line = one_line(runner.invoke(app, ["bench", "/nonexistent-small.gguf", "--parallel", "-1"]))
+    assert "--parallel" in line and "model file not found" not in line

@@ -26,8 +26,10 @@ def bench(
     from steer_cli.engine import LoadOptions
     from steer_cli.output import Output
     from steer_cli.session import Options, checked_registry
+    from steer_cli.batching import MAX_PARALLEL
     from steer_cli.tiers import build_tiers
 
+    common.within("--parallel", parallel, 1, MAX_PARALLEL, example="4")  # before any model is looked up
     registry = checked_registry(Options(config=config, cache_dir=cache_dir, threads=threads, gpu_layers=gpu_layers))
     options = LoadOptions(n_threads=threads, n_gpu_layers=gpu_layers)
     out = Output(as_json, quiet)
@@ -35,9 +37,6 @@ def bench(
     for name in models or registry.tier_names(None):
         engines += build_tiers(small=name, large=name, registry=registry, cache=cache_dir, options=options)[:1]
     problems = [i.question for i in datasets.load("train", 4)]
-    from steer_cli.batching import MAX_PARALLEL
-
-    common.within("--parallel", parallel, 1, MAX_PARALLEL, example="4")
     found = profile.for_engines(engines, problems, refresh=refresh, say=lambda line: out.note(line.removeprefix("steer: ")), batch=parallel)
     for p in found.values():
         batched = "".join(f" · --parallel {n}: {x:.2f}x sooner" for n, x in sorted(p.batched.items(), key=lambda kv: int(kv[0])))
