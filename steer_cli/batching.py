@@ -30,6 +30,7 @@ R = TypeVar("R")
 
 GATHER_S = 0.5  # a lane stuck elsewhere joins the next pass; any sooner and its Python would contend with the pass for the cores
 ROWS_PER_PASS = 64  # logits rows per llama_decode: each is a vocabulary of floats
+MIN_COPY = 16  # prompt tokens another sequence holds before copying its whole KV stream beats computing them
 MAX_PARALLEL = 64
 
 
@@ -61,6 +62,9 @@ class Core:
         self.options: LoadOptions = engine.options
         self._ctx: Any = None
         self._batch: Any = None
+        self._held: dict[int, list[int]] = {}  # the tokens each sequence's KV holds, decoded
+        self.copied = 0  # tokens copied from another sequence's KV instead of computed
+        self._rows = 0  # logits rows the batch being filled asks for
 
     @property
     def ready(self) -> bool:
@@ -94,27 +98,83 @@ class Core:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             self._ctx = self._batch = None
+            self._held = {}
 
     def run(self, requests: list[Request]) -> None:
         """Every request's tokens, packed into as few passes as n_batch allows."""
         import llama_cpp
 
-        batch, taken, rows = self._batch, [], 0
+        self._lead(requests)
+        taken: list[tuple[Request, int]] = []
         for request in requests:
-            llama_cpp.llama_memory_seq_rm(self._memory, request.seq, request.pos, -1)
+            skip = self._adopt(request)
+            llama_cpp.llama_memory_seq_rm(self._memory, request.seq, request.pos + skip, -1)
+            self._held[request.seq] = self._held.get(request.seq, [])[: request.pos + skip]
             wanted = set(request.rows)
-            for k, token in enumerate(request.tokens):
-                if batch.n_tokens == self.options.n_batch or rows == ROWS_PER_PASS:
-                    self._pass(taken)
-                    taken, rows = [], 0
-                j = batch.n_tokens
-                batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, request.pos + k, 1
-                batch.seq_id[j][0] = request.seq
-                batch.logits[j] = k in wanted
-                rows += k in wanted
-                taken.append((request, k if k in wanted else -1))
-                batch.n_tokens += 1
+            for k in range(skip, len(request.tokens)):
+                self._add(taken, request, k, k in wanted)
         self._pass(taken)
+        for request in requests:
+            self._held[request.seq] = self._held[request.seq][: request.pos] + request.tokens
+
+    def _add(self, taken: list[tuple[Request, int]], request: Request, k: int, row: bool) -> None:
+        """Token k of the request into the batch, after a pass if the batch is full."""
+        batch = self._batch
+        if batch.n_tokens == self.options.n_batch or (row and self._rows == ROWS_PER_PASS):
+            self._pass(taken)
+        j = batch.n_tokens
+        batch.token[j], batch.pos[j], batch.n_seq_id[j] = request.tokens[k], request.pos + k, 1
+        batch.seq_id[j][0] = request.seq
+        batch.logits[j] = row
+        batch.n_tokens += 1
+        self._rows += row
+        taken.append((request, k if row else -1))
+
+    def _view(self, request: Request) -> list[int]:
+        return self._held.get(request.seq, [])[: request.pos] + request.tokens
+
+    @staticmethod
+    def _limit(request: Request) -> int:
+        """How far a copy may reach: a token whose logits are wanted is computed."""
+        return request.pos + min(request.rows, default=len(request.tokens) - 1)
+
+    def _lead(self, requests: list[Request]) -> None:
+        """Lanes that start at once share a chat template no sequence holds:
+        compute it once, in the first of them, for the others to copy."""
+        long = [r for r in requests if len(r.tokens) >= MIN_COPY]
+        views = {id(r): self._view(r) for r in long}
+        for request in long:
+            view = views[id(request)]
+            shared = max((min(_common(view, views[id(q)]), self._limit(request)) for q in long if q is not request), default=0)
+            held = max((_common(h, view) for h in self._held.values()), default=0)
+            if shared >= max(held, request.pos) + MIN_COPY:
+                lead = Request(self, request.seq, request.pos, view[request.pos : shared], [])
+                self.run([lead])
+                request.wall_s += lead.wall_s
+                return
+
+    def _adopt(self, request: Request) -> int:
+        """Tokens of the request its sequence's KV already holds, after a copy
+        of another sequence's KV when that one holds a longer prefix (a lane's
+        first problem, after another lane computed the chat template)."""
+        import llama_cpp
+
+        if len(request.tokens) < MIN_COPY:
+            return 0
+        view, limit = self._view(request), self._limit(request)
+        own = max(request.pos, min(_common(self._held.get(request.seq, []), view), limit))
+        best, source = own + MIN_COPY - 1, None
+        for seq, held in self._held.items():
+            shared = min(_common(held, view), limit)
+            if seq != request.seq and shared > best:
+                best, source = shared, seq
+        if source is None:
+            return own - request.pos
+        # Without a unified KV each sequence is its own stream, and llama.cpp copies streams only whole.
+        llama_cpp.llama_memory_seq_rm(self._memory, request.seq, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self._memory, source, request.seq, -1, -1)
+        self.copied += best - own
+        return best - request.pos
 
     def _pass(self, taken: list[tuple[Request, int]]) -> None:
         import llama_cpp
@@ -123,7 +183,7 @@ class Core:
             return
         started = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, self._batch)
-        self._batch.n_tokens = 0
+        self._batch.n_tokens = self._rows = 0
         if status != 0:
             raise SteerError(f"{self.engine.name}: llama.cpp found no room for {len(taken)} tokens across {self.lanes} sequences (status {status})",
                              "lower --parallel or --max-steps, or raise n_ctx in models.yaml")
@@ -133,6 +193,13 @@ class Core:
         share = (time.perf_counter() - started) / len(taken)
         for request, _ in taken:
             request.wall_s += share
+        taken.clear()
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    differ = np.nonzero(np.asarray(a[:n]) != np.asarray(b[:n]))[0]
+    return int(differ[0]) if differ.size else n
 
 
 class Scheduler:
@@ -144,6 +211,7 @@ class Scheduler:
         self._queue: list[Request] = []
         self._running = 0  # lanes working, not waiting on a pass
         self.widest = 0  # the most sequences one pass has served
+        self.cores: list[Core] = []
         self._thread = threading.Thread(target=self._loop, name="steer-scheduler", daemon=True)
         self._thread.start()
 
@@ -317,6 +385,7 @@ def lanes(engines: list, n: int) -> tuple[list[list], Scheduler]:
                          f"{free / 2**30:.1f} GiB of memory available", "lower --parallel, or lower n_ctx in models.yaml")
     scheduler = Scheduler()
     cores = {id(e): Core(e, n) for e in local}
+    scheduler.cores = list(cores.values())
     for engine in engines:
         if id(engine) not in cores and not hasattr(engine, "lane"):
             raise UsageError(f"{engine.name} cannot serve several problems at once", "drop --parallel")

@@ -158,7 +158,8 @@ class Server:
         """How many requests share a pass: the lanes, and the most that ever did."""
         if self.session.parallel == 1:
             return {"parallel": 1}
-        return {"parallel": self.session.parallel, "widest_pass": self.session.lanes()[1].widest}
+        scheduler = self.session.lanes()[1]
+        return {"parallel": self.session.parallel, "widest_pass": scheduler.widest, "prompt_tokens_copied": sum(c.copied for c in scheduler.cores)}
 
     def _sampling(self, request: Request, lane: int | None) -> None:
         for engine in self.engines if lane is None else self.session.lanes()[0][lane]:

@@ -63,3 +63,57 @@ def test_a_parallel_that_cannot_fit_is_refused_before_any_model_loads(tmp_path, 
     huge = runner.invoke(app, ["batch", str(src), "-o", str(tmp_path / "o.jsonl"), "--parallel", "64", *models(tiny_small, tiny_large)[:-1], "100000000"])
     assert huge.exit_code != 0 and "exceed" in huge.stderr and "lower --parallel" in huge.stderr
     assert not (tmp_path / "o.jsonl").exists() or (tmp_path / "o.jsonl").read_text() == ""
+
+
+def test_a_new_lane_reads_the_chat_template_from_another_lane_and_the_model_sees_the_same(smollm2_path):
+    from steer_cli.batching import lanes
+    from steer_cli.engine import LlamaEngine, LoadOptions
+
+    first, second = "What is 2 + 3?", "Tom has 4 apples and buys 5 more. How many apples does he have?"
+    engine = LlamaEngine("smol", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    [[one], [two]], scheduler = lanes([engine], 2)
+    with scheduler.working():
+        one.start(first)
+        one.next_token()
+        two.start(second)
+        batched = [two.sample().id for _ in range(6)]
+    alone = LlamaEngine("smol", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    alone.start(second)
+    assert batched == [alone.sample().id for _ in range(6)]
+    template = next(i for i, (a, b) in enumerate(zip(alone.render_prompt(first), alone.render_prompt(second))) if a != b)
+    assert template >= 16 and one.core.copied == template  # the system prompt and the user header, once
+    assert two.stats.prefill_tokens == alone.stats.prefill_tokens  # billed as if computed: records do not depend on --parallel
+
+
+def test_lanes_that_start_at_once_compute_the_chat_template_once(smollm2_path):
+    import threading
+
+    from steer_cli.batching import lanes
+    from steer_cli.engine import LlamaEngine, LoadOptions
+
+    problems = ["What is 2 + 3?", "Tom has 4 apples and buys 5 more. How many apples does he have?", "A train goes 60 km in an hour. How far in 3 hours?"]
+    engine = LlamaEngine("smol", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    sets, scheduler = lanes([engine], 3)
+    together, firsts = threading.Barrier(3), {}
+
+    def solve(lane: int) -> None:
+        with scheduler.working():
+            together.wait()  # all three lanes are working before any asks: their prompts share one pass
+            (tier,) = sets[lane]
+            tier.start(problems[lane])
+            firsts[lane] = tier.next_token()
+
+    threads = [threading.Thread(target=solve, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    alone = LlamaEngine("smol", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    for lane, problem in enumerate(problems):
+        alone.start(problem)
+        expected = alone.next_token()
+        # Batched kernels move log-probs by up to ~0.15 here; a lane missing its template ranks other tokens.
+        assert firsts[lane].top_ids[:3] == expected.top_ids[:3]
+        assert firsts[lane].top_logprobs[:3] == pytest.approx(expected.top_logprobs[:3], abs=0.25)
+    template = next(i for i, (a, b) in enumerate(zip(alone.render_prompt(problems[0]), alone.render_prompt(problems[1]))) if a != b)
+    assert sets[0][0].core.copied == 2 * template  # one lane computed it, two copied it
