@@ -196,8 +196,7 @@ class Calibrator:
                 return {**record, "router": route.router, "reused": "small"} if stays_small(route.router, self.signal, route.threshold, record) else None
 
         with self.out.counter(f"{what} {route.label}", len(problems), every=10, transient=True) as bar:
-            ticks = iter(range(1, len(problems) + 1))
-            records = self.bench.records(route, problems, lambda: bar.update(next(ticks)), reuse)
+            records = self.bench.records(route, problems, lambda reused: bar.advance(reused=reused), reuse)
         if route.router == "small":
             self.small_done.update((r["key"], r) for r in records)
         unit = self.bench.session.unit

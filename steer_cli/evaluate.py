@@ -105,10 +105,11 @@ class Bench:
         with RecordFile(self.work / f"pik-pass-{digest}.jsonl") as store:
             return [store.get(item.key) or store.add(item.key, measure(item)) for item in items]
 
-    def records(self, route: Route, items: list, tick: Callable[[], None] = lambda: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
+    def records(self, route: Route, items: list, tick: Callable[[bool], None] = lambda reused: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
         """Each item's record, solving only what the record file lacks; every
         finished problem is appended at once, so an interruption loses one.
-        `reuse(item)` may supply a record known to be what solving would give."""
+        `reuse(item)` may supply a record known to be what solving would give.
+        `tick(reused)` follows each item, the reused ones first."""
         from steer_cli import runs
 
         with RecordFile(self.path(route)) as store:
@@ -118,8 +119,8 @@ class Bench:
                     known[item.key] = store.add(item.key, known[item.key])
             todo = list({item.key: item for item in items if known[item.key] is None}.values())
             for _ in range(len(items) - len(todo)):
-                tick()
+                tick(True)
             for item, result in self.session.solve_many(route, todo, lambda i: i.question):
                 known[item.key] = store.add(item.key, runs.result_record(item, result))
-                tick()
+                tick(False)
         return [{**known[item.key], "id": item.id} for item in items]

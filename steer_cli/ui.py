@@ -193,7 +193,8 @@ class Counter:
         self.deadline = deadline
         self.console = stderr_console()
         self.bar: Progress | None = None
-        self._first: tuple[float, int] | None = None  # (time, count) of the first update: the pace is measured from there
+        self._first: tuple[float, int] | None = None  # (time, count) the pace is measured from
+        self.done = 0
 
     def __enter__(self) -> Counter:
         if not self.quiet and self.console.is_terminal:
@@ -214,6 +215,16 @@ class Counter:
         elif not self.quiet and done and done % self.every == 0:
             self.console.print(f"steer: {self.name} {done}/{self.total}{self._eta(done)} · {note}", highlight=False)
 
+    def advance(self, note: str = "", reused: bool = False) -> None:
+        """One more item done. A reused one (read from records at once) moves
+        the point the pace is measured from, so the time left is the solving pace's."""
+        import time
+
+        self.done += 1
+        if reused:
+            self._first = (time.monotonic(), self.done)
+        self.update(self.done, note)
+
     def _eta(self, done: int) -> str:
         """Time left at the pace so far (plain lines; the bar shows its own)."""
         import time
@@ -226,7 +237,7 @@ class Counter:
         left = (now - start) / (done - at) * (self.total - done) if at < done < self.total else 0.0
         if self.deadline is not None:
             left = min(left, max(0.0, self.deadline - now))
-        return f" · about {duration(left)} left" if left >= 1 else ""  # reused records tick at once: no pace to tell
+        return f" · about {duration(left)} left" if left >= 1 else ""
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -60,3 +60,20 @@ def test_ratio_se_matches_the_spread_over_resampled_problems():
     spread = (sum((b - mean) ** 2 for b in boot) / len(boot)) ** 0.5
     assert ratio_se(xs, ys) == pytest.approx(spread, rel=0.1)
     assert ratio_se([1.0], [2.0]) == 0.0
+
+
+def test_the_time_left_after_resuming_is_the_pace_of_solving_not_of_reading_records(monkeypatch, capsys):
+    import time
+
+    from steer_cli import ui
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    with ui.Counter("eval", 20) as progress:
+        for _ in range(10):
+            progress.advance("small", reused=True)  # read from the records at once
+        for _ in range(3):
+            clock[0] += 40.0
+            progress.advance("large")
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "steer: eval 13/20 · about 5 min left · large"  # 7 to go at 40 s each, not at the 10 s a pace over all 13 says

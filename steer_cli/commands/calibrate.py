@@ -155,8 +155,7 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
     for what, problems in (("calibration", items), ("held-out", held)):
         for name in ("small", "large") if problems else ():
             with out.counter(f"{what} {name}", len(problems), every=10, transient=True) as bar:
-                ticks = iter(range(1, len(problems) + 1))
-                runs[what, name] = bench.records(Route(name), problems, lambda: bar.update(next(ticks)))
+                runs[what, name] = bench.records(Route(name), problems, lambda reused: bar.advance(reused=reused))
     unit = session.unit
     gates = {what: bench.gate_pass(problems) for what, problems in (("calibration", items), ("held-out", held))}
     candidates = advisor.query_level(runs["calibration", "small"], runs["calibration", "large"], target, unit, session.meter)

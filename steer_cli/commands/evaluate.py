@@ -61,9 +61,8 @@ def evaluate(
     sink.note(f"eval: {todo} of {len(configs) * len(items)} route-problems to solve, {session.expected(todo)}; the rest are in the records")
     runs: dict[str, list[dict]] = {}
     with sink.counter("eval", len(configs) * len(items), every=10, transient=True) as progress:
-        ticks = iter(range(1, len(configs) * len(items) + 1))
         for cfg in configs:
-            runs.setdefault(cfg.label, bench.records(cfg, items, lambda cfg=cfg: progress.update(next(ticks), cfg.label), bench.solo_reuse(cfg)))
+            runs.setdefault(cfg.label, bench.records(cfg, items, lambda reused, cfg=cfg: progress.advance(cfg.label, reused), bench.solo_reuse(cfg)))
     large_run = {r["key"]: r for r in runs.get("large", [])}
     summaries = [stats.summarize(label, records, large_run, session.meter) for label, records in runs.items()]
     stats.add_baselines(summaries, {label: {r["key"]: stats.correct(r) for r in records} for label, records in runs.items()}, session.unit)

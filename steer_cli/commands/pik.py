@@ -61,8 +61,7 @@ def train(
     todo = bench.missing(Route("small"), items)
     out.note(f"pik train: {todo} of {len(items)} small-only solutions to run, {session.expected(todo, tier=0)}, then one embedding pass each")
     with out.counter("pik labels (small-only run)", len(items), every=10, transient=True) as bar:
-        ticks = iter(range(1, len(items) + 1))
-        records = bench.records(Route("small"), items, lambda: bar.update(next(ticks)))
+        records = bench.records(Route("small"), items, lambda reused: bar.advance(reused=reused))
     labels = np.array([stats.correct(r) for r in records], dtype=float)
     if labels.min() == labels.max():
         raise common.SteerError(f"the small model got {'all' if labels[0] else 'none'} of the {len(items)} problems right: nothing to learn", "train on more or harder problems")
