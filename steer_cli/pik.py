@@ -84,7 +84,10 @@ def feature_vector(embedding: np.ndarray, question: str) -> np.ndarray:
 # -- the classifier -----------------------------------------------------------
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int = 300) -> tuple[np.ndarray, float]:
     """Weights and bias of an L2-regularised logistic regression on
-    standardised features, by Newton's method (few hundred rows: exact and fast)."""
+    standardised features, by Newton's method: exact, and fast in whichever
+    of rows and features is the smaller."""
+    if len(x) < x.shape[1]:
+        return _fit_dual(x, y, l2, steps)
     n, d = x.shape
     xb = np.hstack([x, np.ones((n, 1))])
     w = np.zeros(d + 1)
@@ -99,6 +102,29 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int = 300) -> t
         if np.abs(step).max() < 1e-8:
             break
     return w[:-1], float(w[-1])
+
+
+def _fit_dual(x: np.ndarray, y: np.ndarray, l2: float, steps: int) -> tuple[np.ndarray, float]:
+    """The same regression with w = xᵀα (its minimiser lies in the rows'
+    span): Newton's method on n+1 unknowns instead of d+1."""
+    n = len(y)
+    gram = x @ x.T
+    alpha, bias = np.zeros(n), 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(gram @ alpha + bias, -30, 30)))
+        residual = (p - y) / n
+        weight = p * (1 - p) / n
+        jacobian = np.empty((n + 1, n + 1))
+        jacobian[:n, :n] = weight[:, None] * gram + l2 * np.eye(n)
+        jacobian[:n, n] = weight
+        jacobian[n, :n] = weight @ gram
+        jacobian[n, n] = weight.sum() + 1e-12
+        step = np.linalg.solve(jacobian, np.append(residual + l2 * alpha, residual.sum()))
+        alpha -= step[:n]
+        bias -= step[n]
+        if np.abs(step).max() < 1e-10:
+            break
+    return x.T @ alpha, float(bias)
 
 
 def auroc(scores: list[float] | np.ndarray, labels: list[bool] | np.ndarray) -> float:

@@ -137,3 +137,14 @@ def test_the_embedding_runs_on_the_generation_weights_and_leaves_generation_alon
     states = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings(alone._ctx.ctx), shape=(len(tokens), alone.n_embd()))
     expected = np.concatenate([states.mean(axis=0), states[-1]])
     assert vector.shape == expected.shape and np.allclose(vector, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_regression_is_the_same_solved_over_rows_or_over_features():
+    from steer_cli.pik import _fit_dual, fit_logistic
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 25))
+    y = (x[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(float)
+    w, b = fit_logistic(x, y, 0.1)  # more rows than features: over the features
+    w_dual, b_dual = _fit_dual(x[:, :], y, 0.1, 300)
+    assert np.allclose(w, w_dual, atol=1e-6) and abs(b - b_dual) < 1e-6

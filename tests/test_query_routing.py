@@ -1,0 +1,48 @@
+"""benchmarks/query_routing.py (#29 item 5): the predictor it fits ranks what it
+was shown to rank, and its route sends exactly the share it names and pays for
+the predictor's reading of every question."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from steer_cli import pik
+
+spec = importlib.util.spec_from_file_location("query_routing", Path(__file__).parent.parent / "benchmarks" / "query_routing.py")
+qr = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(qr)
+
+
+def rows(n, width, rng):
+    """Hidden states in which one direction, among `width` noisy ones, tells the label."""
+    y = rng.random(n) < 0.3
+    x = rng.normal(size=(n, width))
+    x[:, 7] += np.where(y, 1.5, -1.5)
+    return x, y
+
+
+def test_a_predictor_fitted_on_wide_states_ranks_fresh_questions():
+    rng = np.random.default_rng(0)
+    x, y = rows(150, 400, rng)  # wider than the rows are many, as the models' states are
+    fresh, labels = rows(300, 400, rng)
+    # One telling direction among 400 noisy ones, from 150 rows: a linear model does far better than chance (0.5).
+    assert pik.auroc(qr.fit_and_score(x, y, fresh), labels) > 0.65
+    assert abs(pik.auroc(qr.fit_and_score(x, rng.permutation(y), fresh), labels) - 0.5) < 0.1  # shuffled labels teach nothing
+    assert np.all(qr.fit_and_score(x, np.zeros(150, dtype=bool), fresh) == 0)  # one class: every question rated alike
+
+
+def record(key, right, decoded, wall):
+    bill = {"name": "m", "params": 1, "prefill_tokens": 10, "decoded_tokens": decoded, "flops": 2.0 * decoded, "wall_s": wall, "price_usd": None}
+    return {"key": key, "correct": right, "cost": {"models": [bill], "flops": bill["flops"], "wall_s": wall, "price_usd": None}}
+
+
+def test_the_route_sends_the_share_it_names_and_bills_the_reading():
+    small = [record(f"k{i}", False, 10, 1.0) for i in range(10)]
+    large = [record(f"k{i}", True, 30, 3.0) for i in range(10)]
+    reading = {"name": "m", "params": 1, "prefill_tokens": 40, "decoded_tokens": 0, "flops": 80.0, "wall_s": 0.5, "price_usd": None}
+    need = np.arange(10.0)  # the last questions need the large model most
+    out = qr.routed(small, large, need, 0.3, [[reading]] * 10)
+    assert [r["correct"] for r in out] == [False] * 7 + [True] * 3
+    assert [r["cost"]["wall_s"] for r in out] == [1.5] * 7 + [3.5] * 3
+    assert all(len(r["cost"]["models"]) == 2 for r in out)
