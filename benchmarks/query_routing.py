@@ -121,7 +121,8 @@ def routed(small: list[dict], large: list[dict], need: np.ndarray, share: float,
 
 
 def study(args: argparse.Namespace) -> dict:
-    options = Options(small=args.small, large=args.large, threads=args.threads, n_ctx=args.n_ctx, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens)
+    options = Options(small=args.small, large=args.large, threads=args.threads, n_ctx=args.n_ctx, max_steps=args.max_steps,
+                      max_step_tokens=args.max_step_tokens, parallel=args.parallel)
     session = Session.from_options(options, measure=True)
     out = Output(quiet=args.quiet)
     train = datasets.problems(args.train, args.train_limit, need_gold=True)
@@ -203,6 +204,7 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--max-step-tokens", type=int, default=None)
+    ap.add_argument("--parallel", type=int, default=1, help="solo runs solved at once (steer bench --parallel N says what it gains here)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
     result = study(args)

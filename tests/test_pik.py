@@ -146,5 +146,5 @@ def test_the_regression_is_the_same_solved_over_rows_or_over_features():
     x = rng.normal(size=(40, 25))
     y = (x[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(float)
     w, b = fit_logistic(x, y, 0.1)  # more rows than features: over the features
-    w_dual, b_dual = _fit_dual(x[:, :], y, 0.1, 300)
+    w_dual, b_dual = _fit_dual(x, y, 0.1, 300)  # the same data solved over the rows
     assert np.allclose(w, w_dual, atol=1e-6) and abs(b - b_dual) < 1e-6
