@@ -78,7 +78,7 @@ class Bench:
 
         return reuse
 
-    def gate_pass(self, items: list) -> list[dict] | None:
+    def gate_pass(self, items: list, tick: Callable[[bool], None] = lambda reused: None) -> list[dict] | None:
         """With a P(IK) file (--pik): each item's P(IK) and a record of what its
         pass cost (the bill a gated route pays before anything else), kept in
         --work beside the records so a second calibration reads them."""
@@ -102,8 +102,13 @@ class Bench:
             return {"pik": pik, "cost": {"models": [asdict(bill)], "flops": bill.flops, "wall_s": bill.wall_s, "price_usd": bill.price_usd}}
 
         self.work.mkdir(parents=True, exist_ok=True)
+        passes = []
         with RecordFile(self.work / f"pik-pass-{digest}.jsonl") as store:
-            return [store.get(item.key) or store.add(item.key, measure(item)) for item in items]
+            for item in items:
+                known = store.get(item.key)
+                passes.append(known or store.add(item.key, measure(item)))
+                tick(known is not None)
+        return passes
 
     def records(self, route: Route, items: list, tick: Callable[[bool], None] = lambda reused: None, reuse: Callable[[Any], dict | None] | None = None) -> list[dict]:
         """Each item's record, solving only what the record file lacks; every

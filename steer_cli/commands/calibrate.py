@@ -130,6 +130,15 @@ def _stepwise(routers: str | None, router: str | None) -> list:
     return named
 
 
+def _gates(bench, out, sets: dict[str, list]) -> dict[str, list[dict] | None]:
+    """Each set's P(IK) pass (with --pik; one prefill a problem, kept in --work), with progress."""
+    gates = {}
+    for what, problems in sets.items():
+        with out.counter(f"{what} P(IK) pass", len(problems), every=10, transient=True) as bar:
+            gates[what] = bench.gate_pass(problems, lambda reused, bar=bar: bar.advance(reused=reused))
+    return gates
+
+
 def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, target: float, work: Path | None, dry_run: bool, config, out,
             out_dir: Path | None = None, stepwise: list | None = None, search: dict | None = None) -> None:
     """--router auto: price every query-level route from the small-only and
@@ -157,7 +166,7 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
             with out.counter(f"{what} {name}", len(problems), every=10, transient=True) as bar:
                 runs[what, name] = bench.records(Route(name), problems, lambda reused: bar.advance(reused=reused))
     unit = session.unit
-    gates = {what: bench.gate_pass(problems) for what, problems in (("calibration", items), ("held-out", held))}
+    gates = _gates(bench, out, {"calibration": items, "held-out": held})
     candidates = advisor.query_level(runs["calibration", "small"], runs["calibration", "large"], target, unit, session.meter)
     if gates["calibration"] is not None:
         candidates += advisor.gated(runs["calibration", "small"], runs["calibration", "large"], gates["calibration"], target, unit, session.meter)
