@@ -58,3 +58,23 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("STEER_HOME", str(tmp_path / "steer-home"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("STEER_CONFIG", raising=False)
+
+
+def store_profile(path: Path, decode_tok_s: float, threads: int = 1) -> None:
+    """A profile in STEER_HOME as `steer bench` leaves it, so a run in time
+    prices without timing anything: a loaded machine refuses to profile."""
+    from steer_cli import profile
+    from steer_cli.files import content_sha256
+
+    sha = content_sha256(path)
+    key = profile.key(sha, threads, 0)
+    build = key.rsplit("-llama", 1)[1]
+    profile.save(profile.Profile(path.stem, sha, threads, 0, build, 2.5 * decode_tok_s, decode_tok_s, 1.8 * decode_tok_s, 0.0), key)
+
+
+@pytest.fixture
+def profiled(tiny_small, tiny_large, smollm2_path) -> None:
+    """Stored profiles (at --threads 1) for the test models, for tests about
+    something other than profiling that run in time."""
+    for path, rate in ((tiny_small, 400.0), (tiny_large, 300.0), (smollm2_path, 50.0)):
+        store_profile(path, rate)

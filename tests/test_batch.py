@@ -119,6 +119,7 @@ def test_eval_rejects_bad_router_specs():
     assert r.exit_code == 2 and "unknown router 'oracle'" in r.stderr
 
 
+@pytest.mark.usefixtures("profiled")
 def test_eval_runs_trim_and_cascade_and_scores_them_against_random(tmp_path, tiny_small, smollm2_path):
     data = tmp_path / "gold.jsonl"
     data.write_text('{"id": "x", "question": "2+2?", "answer": "4"}\n{"id": "y", "question": "3+3?", "answer": "6"}\n')

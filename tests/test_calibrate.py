@@ -121,6 +121,7 @@ def test_scores_come_from_the_small_models_traces():
 runner = CliRunner()
 
 
+@pytest.mark.usefixtures("profiled")
 def test_calibrate_cli_saves_a_threshold_later_commands_use(tmp_path, tiny_small, smollm2_path):
     data = tmp_path / "gold.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 6)))
@@ -143,6 +144,7 @@ def test_calibrate_cli_saves_a_threshold_later_commands_use(tmp_path, tiny_small
     assert registry.defaults.thresholds["random"] == 0.3  # the other routers keep the packaged values
 
 
+@pytest.mark.usefixtures("profiled")
 def test_calibrate_runs_on_questions_without_gold_answers(tmp_path, tiny_small, smollm2_path):
     """Cost needs no labels, so a user can calibrate on their own questions."""
     data = tmp_path / "mine.jsonl"

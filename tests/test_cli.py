@@ -137,6 +137,7 @@ def test_trim_verify_rewrites_rejected_drafts_a_tier_up(three_tiers):
     assert all(0 < s["score"] < 1 for s in out["steps"])
 
 
+@pytest.mark.usefixtures("profiled")
 def test_budget_flag_binds_and_is_reported(tiny_small, smollm2_path):
     r = ask("2+2?", "--small", str(tiny_small), "--large", str(smollm2_path), "--router", "large", "--budget", "0.05", "--json", "-q", *FAST)
     assert_finished(r)
@@ -146,6 +147,7 @@ def test_budget_flag_binds_and_is_reported(tiny_small, smollm2_path):
     assert bad.exit_code == 2 and "--budget -1.0 is not a relative cost" in bad.stderr
 
 
+@pytest.mark.usefixtures("profiled")
 @pytest.mark.parametrize("router", ["trim", "cascade"])
 def test_calibrate_runs_trim_and_cascade_on_three_tiers(three_tiers, tmp_path, router):
     data = tmp_path / "gold.jsonl"

@@ -69,6 +69,7 @@ def test_a_gate_in_front_of_a_stepwise_router_sends_a_hopeless_query_to_the_larg
     assert kept.cost.models[0].evaluated_tokens == plain.cost.models[0].evaluated_tokens + len(problem)
 
 
+@pytest.mark.usefixtures("profiled")
 def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_small):
     data = tmp_path / "sums.jsonl"
     data.write_text("".join(json.dumps({"question": f"What is {a} + {b}?", "answer": str(a + b)}) + "\n" for a, b in SUMS))
