@@ -93,7 +93,7 @@ class Bench:
         if model is None:
             return None
         engine = self.session.engines[0]
-        digest = hashlib.sha256(json.dumps([model.to_json(), engine.identity], sort_keys=True).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(json.dumps([model.identity(), engine.identity], sort_keys=True).encode()).hexdigest()[:12]
 
         def measure(item: Any) -> dict:
             before = engine.stats.snapshot()

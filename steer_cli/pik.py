@@ -176,6 +176,7 @@ class PikModel:
     threshold: float
     heldout_auroc: float | None = None
     n_train: int = 0
+    trained_on: frozenset[str] = frozenset()  # the training problems' content keys; empty in files written before steer kept them
     source: str = "the P(IK) file"  # where it was loaded from, for messages
 
     def predict(self, embedding: np.ndarray, question: str) -> float:
@@ -187,7 +188,16 @@ class PikModel:
             "format": FORMAT, "model": self.model, "model_sha256": self.model_sha256, "features": self.features,
             "mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(), "bias": self.bias,
             "threshold": self.threshold, "heldout_auroc": self.heldout_auroc, "n_train": self.n_train,
+            **({"trained_on": sorted(self.trained_on)} if self.trained_on else {}),
         }
+
+    def identity(self) -> dict:
+        """What its predictions depend on (not which problems it learnt from)."""
+        return {k: v for k, v in self.to_json().items() if k != "trained_on"}
+
+    def seen(self, items: list) -> int:
+        """How many of `items` it was trained on: figures on them are in-sample."""
+        return sum(item.key in self.trained_on for item in items)
 
     def save(self, path: Path) -> Path:
         tmp = path.with_name(f".{path.name}.tmp")
@@ -221,7 +231,7 @@ def feature_names(n_embd: int) -> list[str]:
     return [f"hidden_mean_{i}" for i in range(n_embd)] + [f"hidden_last_{i}" for i in range(n_embd)] + list(EXTRAS)
 
 
-def train(x: np.ndarray, y: np.ndarray, heldout: np.ndarray, model: str, sha256: str, skip_share: float) -> PikModel:
+def train(x: np.ndarray, y: np.ndarray, heldout: np.ndarray, model: str, sha256: str, skip_share: float, keys: list[str]) -> PikModel:
     """Fit on the rows not held out (penalty chosen by cross-validation
     there), report AUROC on the held-out rows, and set the threshold so that
     `skip_share` of the training queries would skip the tier."""
@@ -235,7 +245,8 @@ def train(x: np.ndarray, y: np.ndarray, heldout: np.ndarray, model: str, sha256:
     held_auc = auroc(scores[heldout], y[heldout]) if heldout.any() else None
     threshold = float(np.quantile(scores[train_rows], skip_share)) if skip_share > 0 else 0.0
     return PikModel(model, sha256, feature_names((x.shape[1] - len(EXTRAS)) // 2), mean, scale, w, b, round(threshold, 6),
-                    None if held_auc is None or math.isnan(held_auc) else round(held_auc, 4), int(train_rows.sum()))
+                    None if held_auc is None or math.isnan(held_auc) else round(held_auc, 4), int(train_rows.sum()),
+                    frozenset(k for k, held in zip(keys, heldout, strict=True) if not held))
 
 
 def load(path: Path, model: str | None = None, sha256: str | None = None) -> PikModel:
@@ -254,6 +265,7 @@ def load(path: Path, model: str | None = None, sha256: str | None = None) -> Pik
             str(raw["model"]), str(raw["model_sha256"]), [str(f) for f in raw["features"]],
             np.asarray(raw["mean"], dtype=float), np.asarray(raw["scale"], dtype=float), np.asarray(raw["weights"], dtype=float),
             float(raw["bias"]), float(raw["threshold"]), raw.get("heldout_auroc"), int(raw.get("n_train", 0)),
+            frozenset(str(k) for k in raw.get("trained_on", [])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{path}: malformed P(IK) file ({exc})", "train it again with `steer pik train`") from None

@@ -455,7 +455,7 @@ def _pik_threshold(model: Any, defaults: Any) -> float:
     return default_threshold(model, defaults)
 
 
-PIK = ArtifactSpec("pik", _load_pik, _check_pik, key=lambda m: m.to_json(), threshold=_pik_threshold, train="steer pik train")
+PIK = ArtifactSpec("pik", _load_pik, _check_pik, key=lambda m: m.identity(), threshold=_pik_threshold, train="steer pik train")
 
 REGISTRY: dict[str, RouterSpec] = {}
 ARTIFACTS: dict[str, ArtifactSpec] = {PIK.kind: PIK}

@@ -281,7 +281,7 @@ def test_calibrate_auto_weighs_the_pik_gate_and_its_replay_is_what_a_real_run_gi
     width = len(LlamaEngine("s", tiny_small, LoadOptions(n_ctx=512, n_threads=1)).embed_prompt("What is 1 + 1?"))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(24, width + len(pk.EXTRAS)))
-    model = pk.train(x, np.arange(24) % 2 == 0, np.zeros(24, dtype=bool), tiny_small.stem, content_sha256(tiny_small), 0.5)
+    model = pk.train(x, np.arange(24) % 2 == 0, np.zeros(24, dtype=bool), tiny_small.stem, content_sha256(tiny_small), 0.5, [f"k{i}" for i in range(24)])
     gate = model.save(tmp_path / "pik.json")
     data = tmp_path / "gold.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 9)))

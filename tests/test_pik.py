@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fakes import ScriptedEngine
+from steer_cli import datasets
 from steer_cli import pik as pk
 from steer_cli.cli import app
 from steer_cli.routes import Route, build
@@ -82,6 +83,8 @@ def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_sma
     assert report["n"] == 16 and 0 < report["small_accuracy"] < 1 and report["saved_to"] == str(out)
     model = pk.load(out)
     assert model.model == smollm2_path.stem and len(model.features) == 2 * 576 + 2
+    items = datasets.problems(str(data), 16, need_gold=True)
+    assert len(model.trained_on) == model.n_train and model.trained_on <= {item.key for item in items}
     ask = ["ask", "What is 2 + 2?", "--router", "cascade", "-t", "0", "--pik", str(out), "--json", "-q", *models]
     skipped = json.loads(runner.invoke(app, [*ask, "--pik-threshold", "1"]).stdout)
     assert skipped["attempts"][0]["skipped"] is True and skipped["cost"]["models"][0]["decoded_tokens"] == 0
@@ -106,6 +109,8 @@ def test_pik_train_then_cascade_on_a_real_model(tmp_path, smollm2_path, tiny_sma
                               "--heldout", "none", "--max-rounds", "1", "--tolerance", "0.9", "--dry-run", "--json", "-q", "--work", str(tmp_path / "work"), *models])
     assert cal.exit_code == 0, cal.stderr
     assert 0.0 <= json.loads(cal.stdout)["pik_threshold"] <= 1.0
+    seen = model.seen(items[:4])  # calibrating on problems the P(IK) learnt from flatters the gate: said, even under -q
+    assert seen > 0 and f"{seen} of the 4 calibration problems trained {out}: a P(IK) gate's figures on them are in-sample" in cal.stderr
     # The same file on another small model, or altered, is refused in one line.
     other = runner.invoke(app, ["ask", "2+2?", "--router", "cascade", "--pik", str(out), "--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1"])
     assert other.exit_code == 2 and "was trained for" in other.stderr and other.stderr.count("\n") == 1
@@ -149,3 +154,21 @@ def test_the_regression_is_the_same_solved_over_rows_or_over_features():
     w, b = fit_logistic(x, y, 0.1)  # more rows than features: over the features
     w_dual, b_dual = _fit_dual(x, y, 0.1, 300)  # the same data solved over the rows
     assert np.allclose(w, w_dual, atol=1e-6) and abs(b - b_dual) < 1e-6
+
+
+def test_a_pik_file_lists_the_problems_it_learnt_from_not_those_held_out(tmp_path):
+    """So calibrate and eval can say when they judge it on its own training problems;
+    the list leaves the gate's predictions, and so its record keys, alone."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 2 * 4 + len(pk.EXTRAS)))
+    items = [datasets.Item(f"p{i}", i, f"What is {i} + 1?", str(i + 1)) for i in range(30)]
+    heldout = np.arange(30) % 3 == 0
+    model = pk.train(x, (x[:, 0] > 0).astype(float), heldout, "tiny", "0" * 64, 0.1, [item.key for item in items])
+    loaded = pk.load(model.save(tmp_path / "pik.json"))
+    assert loaded.trained_on == {item.key for item, held in zip(items, heldout) if not held} and loaded.n_train == 20
+    assert loaded.seen(items[:6]) == 4 and loaded.seen([datasets.Item("new", 0, "What is 99 + 1?", "100")]) == 0
+    older = json.loads((tmp_path / "pik.json").read_text())
+    del older["trained_on"]  # a file written before steer kept the list: nothing to say, same predictions
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    old = pk.load(tmp_path / "old.json")
+    assert old.seen(items) == 0 and old.identity() == loaded.identity()

@@ -43,7 +43,7 @@ def pik_file(tmp_path, threshold: float):
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 2 * 8 + len(pk.EXTRAS)))
-    model = pk.train(x, (x[:, 0] > 0).astype(float), np.zeros(40, dtype=bool), "tiny", "0" * 64, 0.1)
+    model = pk.train(x, (x[:, 0] > 0).astype(float), np.zeros(40, dtype=bool), "tiny", "0" * 64, 0.1, [f"k{i}" for i in range(40)])
     path = model.save(tmp_path / "pik.json")
     body = json.loads(path.read_text())
     body["threshold"] = threshold

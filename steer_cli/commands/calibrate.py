@@ -88,6 +88,7 @@ def calibrate(
     session.meter.require(session.engines, "calibrating")
     out.note(f"calibration: up to {max_rounds} routed passes over {len(items)} problems after one small-only pass, then {len(held)} held-out; "
              f"each pass {session.expected(len(items))}, less where records are reused")
+    common.warn_in_sample(session, out, {"calibration": items, "held-out": held})
     calibrator = cal.Calibrator(bench, route.router, route.signal, out, temperature == 0, session.artifacts.get(PIK.kind))
     found = calibrator.calibrate(items, held, target_cost, tolerance, max_rounds)
     saved = None
@@ -160,6 +161,7 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
                 f"(a pass: {session.expected(len(items))}), and over the held-out ones if one wins" if stepwise and search else
                 "; stepwise routers join only when named (--routers)")
              + ("; with --pik, one P(IK) pass per problem too (kept in --work)" if session.artifacts.get("pik") is not None else ""))
+    common.warn_in_sample(session, out, {"calibration": items, "held-out": held})
     runs = {}
     for what, problems in (("calibration", items), ("held-out", held)):
         for name in ("small", "large") if problems else ():

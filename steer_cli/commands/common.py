@@ -44,6 +44,18 @@ def options(given: dict[str, Any]):
     return Options(**chosen, trained=tuple(trained))
 
 
+def warn_in_sample(session: Any, out: Any, sets: dict[str, list]) -> None:
+    """Say when the P(IK) file (--pik) learnt from the problems it is about to
+    be judged on: a gate's figures there flatter it (the file lists its
+    training problems; older files do not, and say nothing)."""
+    model = session.artifacts.get("pik")
+    for what, items in sets.items() if model is not None else ():
+        seen = model.seen(items)
+        if seen:
+            out.warn(f"{seen} of the {len(items)} {what} problems trained {model.source}: a P(IK) gate's figures on them are in-sample "
+                     "(train the P(IK) on other problems, e.g. `steer pik train --data my.jsonl`)")
+
+
 def _trained(spec: str) -> tuple[str, Path]:
     kind, eq, path = spec.partition("=")
     if not eq or not kind or not path:

@@ -56,6 +56,7 @@ def evaluate(
     session = Session.from_options(common.options(locals()), measure=True)
     configs = [session.route(replace(r, signal=r.signal or routes.signal_for(r.router, signal))) for r in routes.parse_list(routers)]
     items = datasets.problems(data, limit, strict=strict, need_gold=True)
+    common.warn_in_sample(session, sink, {"evaluation": items})
     bench = Bench(session, work or steer_home() / "eval")
     todo = sum(bench.missing(cfg, items) for cfg in configs)
     sink.note(f"eval: {todo} of {len(configs) * len(items)} route-problems to solve, {session.expected(todo)}; the rest are in the records")

@@ -72,7 +72,7 @@ def train(
             rows.append(pk.feature_vector(engine.embed_prompt(item.question), item.question))
             bar.update(n)
     heldout = np.array([int(item.key[:8], 16) % 1000 < heldout_share * 1000 for item in items])
-    model = pk.train(np.vstack(rows), labels, heldout, engine.name, engine.identity, skip_share)
+    model = pk.train(np.vstack(rows), labels, heldout, engine.name, engine.identity, skip_share, [item.key for item in items])
     model.save(output)
     report = {
         "model": engine.name, "n": len(items), "small_accuracy": round(float(labels.mean()), 4), "heldout_n": int(heldout.sum()),
