@@ -50,14 +50,6 @@ FEATURES = ("small", "large", "both")
 SHARES = (0.2, 0.4, 0.6, 0.8)
 
 
-def solo(bench: Bench, out: Output, items: list, what: str) -> dict[str, list[dict]]:
-    runs = {}
-    for name in ("small", "large"):
-        with out.counter(f"{what} {name}", len(items), every=10, transient=True) as bar:
-            runs[name] = bench.records(Route(name), items, lambda reused: bar.advance(reused=reused))
-    return runs
-
-
 def embeddings(engine: Any, items: list, work: Path, out: Output, what: str) -> tuple[np.ndarray, list[dict]]:
     """Each question's embedding by this model, and the bill of each pass (kept in --work)."""
     from dataclasses import asdict
@@ -71,9 +63,7 @@ def embeddings(engine: Any, items: list, work: Path, out: Output, what: str) -> 
             got = store.get(item.key)
             reused = got is not None
             if got is None:
-                before = engine.stats.snapshot()
-                vector = engine.embed_prompt(item.question).astype(np.float16)
-                bill = ModelCost.of(engine.name, engine.params, engine.stats.since(before), engine.price)
+                vector, bill = ModelCost.billed(engine, lambda item=item: engine.embed_prompt(item.question).astype(np.float16))
                 got = store.add(item.key, {"f16": base64.b64encode(vector.tobytes()).decode(), "cost": asdict(bill)})
             bar.advance(reused=reused)
             rows.append(pk.feature_vector(np.frombuffer(base64.b64decode(got["f16"]), dtype=np.float16), item.question))
@@ -130,7 +120,7 @@ def study(args: argparse.Namespace) -> dict:
     bench = Bench(session, args.work)
     todo = sum(bench.missing(Route(r), items) for r in ("small", "large") for items in (train, dev))
     out.note(f"query routing: {todo} solo runs to solve ({session.expected(todo)}), then one embedding pass per question and model; all kept in {args.work}")
-    runs = {"train": solo(bench, out, train, "train"), "dev": solo(bench, out, dev, "dev")}
+    runs = {"train": bench.solo_runs(train, out, "train"), "dev": bench.solo_runs(dev, out, "dev")}
     small_engine, large_engine = session.engines[0], session.engines[-1]
     x, bills = {}, {}
     for what, items in (("train", train), ("dev", dev)):

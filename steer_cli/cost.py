@@ -9,10 +9,14 @@ own tokenization.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from steer_cli.engine import EngineStats
 from steer_cli.units import flops as flops_of
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,6 +31,14 @@ class ModelCost:
     wall_s: float
     price_usd: float | None = None  # input (prefill + cached) and output tokens at the model's price
     scored_tokens: int = 0  # of the prefill, read with logits for every position
+
+    @classmethod
+    def billed(cls, engine: Any, work: Callable[[], T]) -> tuple[T, ModelCost]:
+        """What `work` on `engine` returns, and what it cost there (a pass a
+        route pays before anything else, such as reading the question)."""
+        before = engine.stats.snapshot()
+        value = work()
+        return value, cls.of(engine.name, engine.params, engine.stats.since(before), engine.price)
 
     @classmethod
     def of(cls, name: str, params: int, stats: EngineStats, price=None) -> ModelCost:

@@ -96,9 +96,8 @@ class Bench:
         digest = hashlib.sha256(json.dumps([model.identity(), engine.identity], sort_keys=True).encode()).hexdigest()[:12]
 
         def measure(item: Any) -> dict:
-            before = engine.stats.snapshot()
-            pik = round(model.predict(engine.embed_prompt(item.question), item.question), 6)
-            bill = ModelCost.of(engine.name, engine.params, engine.stats.since(before), engine.price)
+            embedding, bill = ModelCost.billed(engine, lambda: engine.embed_prompt(item.question))
+            pik = round(model.predict(embedding, item.question), 6)
             return {"pik": pik, "cost": {"models": [asdict(bill)], "flops": bill.flops, "wall_s": bill.wall_s, "price_usd": bill.price_usd}}
 
         self.work.mkdir(parents=True, exist_ok=True)
@@ -129,3 +128,12 @@ class Bench:
                 known[item.key] = store.add(item.key, runs.result_record(item, result))
                 tick(False)
         return [{**known[item.key], "id": item.id} for item in items]
+
+    def solo_runs(self, items: list, out: Any, what: str) -> dict[str, list[dict]]:
+        """The small-only and large-only records of `items` (what every
+        query-level route is priced from), with progress named `what`."""
+        runs = {}
+        for name in ("small", "large") if items else ():
+            with out.counter(f"{what} {name}", len(items), every=10, transient=True) as bar:
+                runs[name] = self.records(Route(name), items, lambda reused, bar=bar: bar.advance(reused=reused))
+        return runs

@@ -162,11 +162,8 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
                 "; stepwise routers join only when named (--routers)")
              + ("; with --pik, one P(IK) pass per problem too (kept in --work)" if session.artifacts.get("pik") is not None else ""))
     common.warn_in_sample(session, out, {"calibration": items, "held-out": held})
-    runs = {}
-    for what, problems in (("calibration", items), ("held-out", held)):
-        for name in ("small", "large") if problems else ():
-            with out.counter(f"{what} {name}", len(problems), every=10, transient=True) as bar:
-                runs[what, name] = bench.records(Route(name), problems, lambda reused: bar.advance(reused=reused))
+    runs = {(what, name): records for what, problems in (("calibration", items), ("held-out", held))
+            for name, records in bench.solo_runs(problems, out, what).items()}
     unit = session.unit
     gates = _gates(bench, out, {"calibration": items, "held-out": held})
     candidates = advisor.query_level(runs["calibration", "small"], runs["calibration", "large"], target, unit, session.meter)
