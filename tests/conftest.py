@@ -63,13 +63,14 @@ def isolated_home(tmp_path, monkeypatch):
 def store_profile(path: Path, decode_tok_s: float, threads: int = 1) -> None:
     """A profile in STEER_HOME as `steer bench` leaves it, so a run in time
     prices without timing anything: a loaded machine refuses to profile."""
+    import llama_cpp
+
     from steer_cli import profile
     from steer_cli.files import content_sha256
 
     sha = content_sha256(path)
-    key = profile.key(sha, threads, 0)
-    build = key.rsplit("-llama", 1)[1]
-    profile.save(profile.Profile(path.stem, sha, threads, 0, build, 2.5 * decode_tok_s, decode_tok_s, 1.8 * decode_tok_s, 0.0), key)
+    measured = profile.Profile(path.stem, sha, threads, 0, llama_cpp.__version__, 2.5 * decode_tok_s, decode_tok_s, 1.8 * decode_tok_s, 0.0)
+    profile.save(measured, profile.key(sha, threads, 0))
 
 
 @pytest.fixture

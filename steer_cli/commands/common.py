@@ -49,7 +49,9 @@ def warn_in_sample(session: Any, out: Any, sets: dict[str, list]) -> None:
     be judged on: a gate's figures there flatter it (the file lists its
     training problems; older files do not, and say nothing)."""
     model = session.artifacts.get("pik")
-    for what, items in sets.items() if model is not None else ():
+    if model is None:
+        return
+    for what, items in sets.items():
         seen = model.seen(items)
         if seen:
             out.warn(f"{seen} of the {len(items)} {what} problems trained {model.source}: a P(IK) gate's figures on them are in-sample "
