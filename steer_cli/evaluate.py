@@ -44,6 +44,14 @@ class Bench:
         held, reuse = read_records(self.path(route)), self.solo_reuse(route)
         return sum(item.key not in held and (reuse is None or reuse(item) is None) for item in items)
 
+    def held(self, route: Route, items: list) -> dict[str, dict]:
+        """The records of `items` already in the route's file, by problem key;
+        nothing is solved."""
+        from steer_cli.records import read_records
+
+        held = read_records(self.path(route))
+        return {item.key: held[item.key] for item in items if item.key in held}
+
     def solo_reuse(self, route: Route) -> Callable[[Any], dict | None] | None:
         """For a query-level route (`mix@p`, the P(T) cascade over two tiers)
         under greedy decoding and no budget: a query sent to one model is that

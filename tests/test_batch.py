@@ -112,6 +112,9 @@ def test_eval_reports_each_configuration_and_reuses_records(tmp_path, tiny_small
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "work").iterdir()} == stamps
     piped = runner.invoke(app, [*args, "--json"])  # for a pipeline: the summaries on stdout, the table on stderr
     assert json.loads(piped.stdout) == summary and piped.stderr.splitlines()[0].split()[:3] == ["config", "n", "accuracy"]
+    alone = runner.invoke(app, [*args[:2], "steer@0.5", *args[3:5], *args[7:], "--json"])  # no large beside it, no --out
+    (steer,) = json.loads(alone.stdout)
+    assert steer["reference"] == "measured" and steer["relative_cost"] == by["steer:entropy@0.5"]["relative_cost"]  # the recorded large run
 
 
 def test_eval_rejects_bad_router_specs():
