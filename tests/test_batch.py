@@ -159,6 +159,8 @@ def test_eval_records_are_keyed_by_content_so_an_edited_row_reruns_alone(tmp_pat
     assert runner.invoke(app, args).exit_code == 0
     after = read(records)
     assert len(after) == 4 and after[-1]["problem"] == "What is 7 + 7?"  # only the edited row was solved
+    twice = runner.invoke(app, [*args[:2], "small,small", *args[3:7], *args[8:], "--json"])  # one route named twice is solved and counted once
+    assert "eval: 0 of 3 route-problems to solve" in twice.stderr and [s["config"] for s in json.loads(twice.stdout)] == ["small"]
     other = tmp_path / "b.jsonl"  # same row count, other problems: nothing reused
     other.write_text("".join(json.dumps({"question": f"Name {i}.", "answer": "1"}) + "\n" for i in range(4)))
     assert runner.invoke(app, [*args[:3], "--data", str(other), *args[5:]]).exit_code == 0

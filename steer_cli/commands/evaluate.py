@@ -54,7 +54,8 @@ def evaluate(
     if out is not None:
         report.check_writable(out)
     session = Session.from_options(common.options(locals()), measure=True)
-    configs = [session.route(replace(r, signal=r.signal or routes.signal_for(r.router, signal))) for r in routes.parse_list(routers)]
+    named = [session.route(replace(r, signal=r.signal or routes.signal_for(r.router, signal))) for r in routes.parse_list(routers)]
+    configs = list({cfg.label: cfg for cfg in named}.values())  # `steer,steer@0.36` is one route, solved and counted once
     items = datasets.problems(data, limit, strict=strict, need_gold=True)
     common.warn_in_sample(session, sink, {"evaluation": items})
     bench = Bench(session, work or steer_home() / "eval")
@@ -63,7 +64,7 @@ def evaluate(
     runs: dict[str, list[dict]] = {}
     with sink.counter("eval", len(configs) * len(items), every=10, transient=True) as progress:
         for cfg in configs:
-            runs.setdefault(cfg.label, bench.records(cfg, items, lambda reused, cfg=cfg: progress.advance(cfg.label, reused), bench.solo_reuse(cfg)))
+            runs[cfg.label] = bench.records(cfg, items, lambda reused, cfg=cfg: progress.advance(cfg.label, reused), bench.solo_reuse(cfg))
     # A large-only run recorded earlier is the reference even when this eval does not name `large`,
     # so the same route reads the same cost in every table drawn from one --work.
     large_run = {r["key"]: r for r in runs["large"]} if "large" in runs else bench.held(routes.Route("large"), items)
