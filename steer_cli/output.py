@@ -62,3 +62,9 @@ class Output:
         console = ui.stderr_console()
         console.print(ui.legend(route.router, route.threshold, route.signal))
         return ui.show(events, console)
+
+
+def aligned(body: list[tuple[str, ...]]) -> str:
+    """Rows as plain columns, never cut to a terminal's width, so a pipe or file gets every cell whole."""
+    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in body)

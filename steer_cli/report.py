@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from steer_cli.errors import UsageError
+from steer_cli.output import aligned
 from steer_cli.stats import Paired, Summary
 
 from steer_cli.units import UNITS
@@ -56,10 +57,7 @@ def rows(summaries: list[Summary], unit: str, every_unit: bool = False) -> list[
 
 
 def table(summaries: list[Summary], unit: str = "time") -> str:
-    head = header(unit)
-    body = [head, *rows(summaries, unit)]
-    widths = [max(len(r[i]) for r in body) for i in range(len(head))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in body)
+    return aligned([header(unit), *rows(summaries, unit)])
 
 
 def markdown(summaries: list[Summary], unit: str = "time") -> str:

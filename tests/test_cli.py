@@ -89,6 +89,18 @@ def test_models_list_shows_the_registry_and_what_is_here(tmp_path):
     assert "qwen2.5-coder-1.5b-instruct" in table.stdout
 
 
+def test_models_list_piped_keeps_every_name_and_path_whole(tmp_path):
+    gguf = tmp_path / "a" / "deeply" / "nested" / "folder" / "for" / "local" / "weights" / "my-own-finetune-q4_k_m.gguf"
+    gguf.parent.mkdir(parents=True)
+    gguf.write_bytes(b"GGUF")
+    config = tmp_path / "models.yaml"
+    config.write_text(f"models:\n  my-own-finetune-of-qwen2.5-coder-1.5b:\n    params: 1500000000\n    file: my-own-finetune-q4_k_m.gguf\n    sources: {{path: {gguf}}}\n")
+    table = runner.invoke(app, ["models", "list", "--config", str(config), "--cache-dir", str(tmp_path)])
+    assert table.exit_code == 0, table.stderr
+    line = next(row for row in table.stdout.splitlines() if row.startswith("my-own-finetune"))
+    assert line.split() == ["my-own-finetune-of-qwen2.5-coder-1.5b", "1.5G", "4B", "path", "yes", str(gguf)]  # nothing cut to 80 columns
+
+
 def test_models_pull_unknown_name_fails_before_any_download():
     r = runner.invoke(app, ["models", "pull", "qwen2.5-coder-1.5b-instruct", "qwen-typo"])
     assert r.exit_code == 2

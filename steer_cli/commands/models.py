@@ -77,13 +77,10 @@ def _human(n: float | None, unit: str = "") -> str:
 
 
 def _table(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from steer_cli.output import Output, aligned
 
-    table = Table("name", "params", "size", "sources", "here", "path", box=None, pad_edge=False)
-    for r in rows:
-        table.add_row(r["name"], _human(r["params"]), _human(r["size"], "B"), ",".join(r["sources"]), "yes" if r["present"] else "-", r["path"] or "")
-    Console(soft_wrap=True).print(table)
+    cells = [(r["name"], _human(r["params"]), _human(r["size"], "B"), ",".join(r["sources"]), "yes" if r["present"] else "-", r["path"] or "") for r in rows]
+    Output().table(aligned([("name", "params", "size", "sources", "here", "path"), *cells]))
 
 
 @app.command()
