@@ -39,9 +39,7 @@ class Bench:
 
     def missing(self, route: Route, items: list) -> int:
         """How many of `items` the route's record file does not hold yet."""
-        from steer_cli.records import read_records
-
-        held, reuse = read_records(self.path(route)), self.solo_reuse(route)
+        held, reuse = self.held(route, items), self.solo_reuse(route)
         return sum(item.key not in held and (reuse is None or reuse(item) is None) for item in items)
 
     def held(self, route: Route, items: list) -> dict[str, dict]:

@@ -55,7 +55,7 @@ def evaluate(
         report.check_writable(out)
     session = Session.from_options(common.options(locals()), measure=True)
     named = [session.route(replace(r, signal=r.signal or routes.signal_for(r.router, signal))) for r in routes.parse_list(routers)]
-    configs = list({cfg.label: cfg for cfg in named}.values())  # `steer,steer@0.36` is one route, solved and counted once
+    configs = list({cfg.label: cfg for cfg in named}.values())  # a route named twice, or once with its default spelled out, is solved and counted once
     items = datasets.problems(data, limit, strict=strict, need_gold=True)
     common.warn_in_sample(session, sink, {"evaluation": items})
     bench = Bench(session, work or steer_home() / "eval")
