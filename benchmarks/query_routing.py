@@ -111,8 +111,8 @@ def routed(small: list[dict], large: list[dict], need: np.ndarray, share: float,
 
 
 def study(args: argparse.Namespace) -> dict:
-    options = Options(small=args.small, large=args.large, threads=args.threads, n_ctx=args.n_ctx, max_steps=args.max_steps,
-                      max_step_tokens=args.max_step_tokens, parallel=args.parallel)
+    given = {k: getattr(args, k) for k in ("small", "large", "threads", "n_ctx", "max_steps", "max_step_tokens", "parallel")}
+    options = Options(**{k: v for k, v in given.items() if v is not None})  # an option left out keeps steer's default
     session = Session.from_options(options, measure=True)
     out = Output(quiet=args.quiet)
     train = datasets.problems(args.train, args.train_limit, need_gold=True)
@@ -157,7 +157,7 @@ def report(session: Session, dev: dict[str, list[dict]], x: dict, bills: dict, y
 
 
 def _plain(p: stats.Paired | None) -> list[float] | None:
-    return None if p is None else [round(p.mean * 100, 1), round(p.low * 100, 1), round(p.high * 100, 1)]
+    return None if p is None else [round(p.diff * 100, 1), round(p.low * 100, 1), round(p.high * 100, 1)]
 
 
 def markdown(result: dict) -> str:

@@ -3,9 +3,12 @@ was shown to rank, and its route sends exactly the share it names and pays for
 the predictor's reading of every question."""
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from steer_cli import pik
 
@@ -46,3 +49,24 @@ def test_the_route_sends_the_share_it_names_and_bills_the_reading():
     assert [r["correct"] for r in out] == [False] * 7 + [True] * 3
     assert [r["cost"]["wall_s"] for r in out] == [1.5] * 7 + [3.5] * 3
     assert all(len(r["cost"]["models"]) == 2 for r in out)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("profiled")
+def test_the_study_runs_end_to_end_with_only_the_options_given_and_resumes(tmp_path, monkeypatch, capsys, tiny_small, smollm2_path):
+    data = tmp_path / "gold.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(1, 5)))
+    argv = ["query_routing.py", "--train", str(data), "--train-limit", "3", "--dev", str(data), "--dev-limit", "2", "--work", str(tmp_path / "W"),
+            "--out", str(tmp_path / "R"), "--small", str(tiny_small), "--large", str(smollm2_path), "--threads", "1", "-q"]
+    monkeypatch.setattr(sys, "argv", argv)  # no --max-steps and the like: steer's defaults, as a user runs it
+    qr.main()
+    result = json.loads((tmp_path / "R" / "query-routing.json").read_text())
+    assert (result["n_train"], result["n_dev"]) == (3, 2)
+    assert len(result["auroc_dev"]) == len(qr.LABELS) * len(qr.FEATURES)
+    assert [r["config"] for r in result["routes"][:2]] == ["small", "large"]
+    assert "Trained on 3 train problems, scored on 2 dev problems." in capsys.readouterr().out
+    kept = sorted(p.name for p in (tmp_path / "W").iterdir())
+    assert sum(name.startswith("embeddings-") for name in kept) == 2  # one file of question states per model
+    qr.main()  # everything from the records: the same result, nothing solved again
+    assert json.loads((tmp_path / "R" / "query-routing.json").read_text()) == result
+    assert sorted(p.name for p in (tmp_path / "W").iterdir()) == kept
