@@ -87,6 +87,42 @@ def _route_llama_logs() -> None:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
+_amx_checked = False
+
+
+def avoid_amx() -> None:
+    """On CPUs with AMX, llama.cpp stores the weights in its AMX buffer, and its
+    AMX matrix product segfaults on the first evaluation of these Q4_K_M models
+    (llama.cpp #20824, seen here on a Sapphire Rapids VM: any decode, one
+    sequence or many). `Llama()` takes no switch for it, so its model defaults
+    are wrapped once to keep weights in plain CPU memory (also skipping the
+    Q4_K repacking). STEER_LLAMA_AMX=1 keeps AMX for a llama.cpp where it works."""
+    global _amx_checked
+    if _amx_checked:
+        return
+    _amx_checked = True
+    import llama_cpp
+    import llama_cpp.llama_cpp as low
+
+    if os.environ.get("STEER_LLAMA_AMX") == "1" or not amx_in_llama():
+        return
+    defaults = low.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = llama_cpp.llama_model_default_params = without_extra_buffers
+
+
+def amx_in_llama() -> bool:
+    """Whether this llama.cpp build runs AMX kernels on this CPU."""
+    import llama_cpp
+
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+
+
 class Weights:
     """One GGUF file in llama.cpp: `llm` is vocabulary-only until `ensure`
     loads the weights; load time is booked on the engine's `stats`."""
@@ -106,6 +142,7 @@ class Weights:
         from llama_cpp import Llama
 
         _route_llama_logs()
+        avoid_amx()
         threads = self.options.n_threads or physical_cores()
         started = time.perf_counter()
         try:

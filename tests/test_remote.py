@@ -24,13 +24,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# llama-cpp-python's own server, with steer's guard against llama.cpp's AMX kernels (weights.avoid_amx),
+# which crash on AMX CPUs: without it this suite fails on such a machine, for a reason that is not steer's.
+SERVER = ("import runpy, sys; from steer_cli.weights import avoid_amx; avoid_amx(); "
+          "sys.argv[0] = 'llama_cpp.server'; runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
+
+
 class Server:
     def __init__(self, model, port):
         self.model, self.port, self.proc = model, port, None
         self.base = f"http://127.0.0.1:{port}/v1"
 
     def start(self):
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", "smol", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-c", SERVER, "--model", str(self.model), "--model_alias", "smol", "--host", "127.0.0.1",
                "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "1", "--verbose", "False"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 90
