@@ -197,7 +197,16 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=1, help="solo runs solved at once (steer bench --parallel N says what it gains here)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
-    result = study(args)
+    try:
+        result = study(args)
+    except Exception as exc:  # the CLI's one error map: a known failure is one line, not a traceback
+        from steer_cli.errors import translate
+
+        err = translate(exc)
+        if err is None:
+            raise
+        Output().error(err)
+        sys.exit(err.exit_code)
     text = markdown(result)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
