@@ -230,4 +230,6 @@ def _plot(rows, acc_small: float, acc_large: float, time_small: float, path: Pat
 
 
 if __name__ == "__main__":
-    main()
+    from steer_cli.errors import run_script  # the CLI's one error map: a known failure is one line
+
+    run_script(main)

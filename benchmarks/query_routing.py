@@ -197,16 +197,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=1, help="solo runs solved at once (steer bench --parallel N says what it gains here)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
-    try:
-        result = study(args)
-    except Exception as exc:  # the CLI's one error map: a known failure is one line, not a traceback
-        from steer_cli.errors import translate
-
-        err = translate(exc)
-        if err is None:
-            raise
-        Output().error(err)
-        sys.exit(err.exit_code)
+    result = study(args)
     text = markdown(result)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -216,4 +207,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from steer_cli.errors import run_script  # the CLI's one error map: a known failure is one line
+
+    run_script(main)

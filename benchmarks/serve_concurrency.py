@@ -99,4 +99,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from steer_cli.errors import run_script  # the CLI's one error map: a known failure is one line
+
+    run_script(main)

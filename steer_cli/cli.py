@@ -36,7 +36,7 @@ class OneLineErrors(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         from typer.core import _click  # typer vendors click; its exceptions live there
 
-        from steer_cli.errors import translate
+        from steer_cli.errors import report
         from steer_cli.output import Output
 
         try:
@@ -55,11 +55,7 @@ class OneLineErrors(TyperGroup):
             Output().error(f"{exc.format_message()} ({where})")
             code = exc.exit_code
         except Exception as exc:
-            err = translate(exc)
-            if err is None:
-                raise
-            Output().error(err)
-            code = err.exit_code
+            code = report(exc)
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)

@@ -70,3 +70,22 @@ def test_the_study_runs_end_to_end_with_only_the_options_given_and_resumes(tmp_p
     qr.main()  # everything from the records: the same result, nothing solved again
     assert json.loads((tmp_path / "R" / "query-routing.json").read_text()) == result
     assert sorted(p.name for p in (tmp_path / "W").iterdir()) == kept
+
+
+def test_a_bad_model_name_is_one_line_and_exit_2_not_a_traceback(tmp_path):
+    import subprocess
+
+    script = Path(__file__).parent.parent / "benchmarks" / "query_routing.py"
+    got = subprocess.run([sys.executable, str(script), "--small", "no-such-model", "--work", str(tmp_path / "W"), "-q"],
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 2
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("steer: error:") and "no-such-model" in lines[0], got.stderr
+    assert not (tmp_path / "W").exists() or not any((tmp_path / "W").iterdir())  # refused before any record was opened
+
+
+def test_an_unknown_failure_keeps_its_traceback():
+    from steer_cli.errors import report
+
+    with pytest.raises(ZeroDivisionError):
+        report(ZeroDivisionError("a bug"))
