@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 
 
 def trace(args: argparse.Namespace) -> dict:
@@ -26,17 +27,30 @@ def trace(args: argparse.Namespace) -> dict:
     from steer_cli.routes import Route
     from steer_cli.session import Options, Session
 
+    import llama_cpp
+
     passes: list[dict] = []
-    plain_pass = batching.Core._pass
+    plain_pass, plain_decode = batching.Core._pass, llama_cpp.llama_decode
+    in_decode = [0.0]
+
+    def timed_decode(ctx, batch):  # noqa: ANN001, ANN202 (ctypes handles)
+        started = time.perf_counter()
+        try:
+            return plain_decode(ctx, batch)
+        finally:
+            in_decode[0] += time.perf_counter() - started
 
     def traced(core: batching.Core, taken: list) -> None:
         if not taken:
             return
-        width, tokens, started = len({r.seq for r, _ in taken}), len(taken), time.perf_counter()
+        width, tokens = len({r.seq for r, _ in taken}), len(taken)
+        depth = max(r.pos + len(r.tokens) for r, _ in taken)
+        started = time.perf_counter()
         plain_pass(core, taken)
-        passes.append({"model": core.engine.name, "seqs": width, "tokens": tokens, "start": started, "end": time.perf_counter()})
+        passes.append({"model": core.engine.name, "seqs": width, "tokens": tokens, "depth": depth, "start": started, "end": time.perf_counter()})
 
     batching.Core._pass = traced  # type: ignore[method-assign]
+    llama_cpp.llama_decode = timed_decode
     session = Session.from_options(Options(parallel=args.parallel, **({"threads": args.threads} if args.threads else {})), measure=False)
     items = datasets.problems(args.data, args.limit, need_gold=True)
     route = session.route(Route(args.route))
@@ -44,8 +58,8 @@ def trace(args: argparse.Namespace) -> dict:
     for _ in session.solve_many(route, items, lambda item: item.question):
         pass
     wall = time.perf_counter() - started
-    batching.Core._pass = plain_pass  # type: ignore[method-assign]
-    return summary(passes, wall, args)
+    batching.Core._pass, llama_cpp.llama_decode = plain_pass, plain_decode  # type: ignore[method-assign]
+    return {**summary(passes, wall, args), "llama_decode_share_of_pass_time": round(in_decode[0] / max(sum(p["end"] - p["start"] for p in passes), 1e-9), 3)}
 
 
 def summary(passes: list[dict], wall: float, args: argparse.Namespace) -> dict:
@@ -63,9 +77,19 @@ def summary(passes: list[dict], wall: float, args: argparse.Namespace) -> dict:
         "decode_mean_width": round(sum(p["seqs"] for p in decode) / max(len(decode), 1), 2),
         "decode_tok_s_inside": round(sum(p["tokens"] for p in decode) / max(sum(p["end"] - p["start"] for p in decode), 1e-9), 1),
         "all_tok_s_wall": round(tokens / wall, 1),
+        "decode_ms_by_width": by(decode, lambda p: p["seqs"]),
+        "decode_ms_by_depth": by(decode, lambda p: 256 * (p["depth"] // 256)),
         "mixed_passes": len(passes) - len(decode),
         "mixed_share_of_pass_time": round(sum(p["end"] - p["start"] for p in passes if p["tokens"] != p["seqs"]) / max(inside, 1e-9), 3),
     }
+
+
+def by(passes: list[dict], key: Callable[[dict], int]) -> dict[int, dict]:
+    """Passes grouped by `key`: how many, and their median milliseconds."""
+    groups: dict[int, list[float]] = {}
+    for p in passes:
+        groups.setdefault(key(p), []).append(1000 * (p["end"] - p["start"]))
+    return {k: {"passes": len(v), "median_ms": round(sorted(v)[len(v) // 2], 1)} for k, v in sorted(groups.items())}
 
 
 def main() -> None:

@@ -78,11 +78,14 @@ class Core:
         self.engine._ensure_weights()
         params = llama_cpp.llama_context_default_params()
         threads = self.options.n_threads or physical_cores()
-        params.n_ctx = self.options.n_ctx * self.lanes  # each sequence its own n_ctx (kv_unified off)
+        params.n_ctx = self.options.n_ctx * self.lanes  # room for every lane's n_ctx, in one cache they share
         params.n_batch = params.n_ubatch = self.options.n_batch
         params.n_seq_max = self.lanes
         params.n_threads = params.n_threads_batch = threads
-        params.kv_unified = False
+        # One unified cache: with a stream per sequence, llama.cpp splits a pass into one
+        # ubatch per run of consecutive sequence ids, so 4 lanes out of 16 cost 4 lone
+        # passes (measured: 169 ms against 79 unified; benchmarks/passes.py, 2026-12-06).
+        params.kv_unified = True
         self._ctx = llama_cpp.llama_init_from_model(self.weights.llm._model.model, params)
         if self._ctx is None:
             raise SteerError(f"{self.engine.name}: llama.cpp could not make a context for {self.lanes} sequences", "lower --parallel")
@@ -170,9 +173,9 @@ class Core:
                 best, source = shared, seq
         if source is None:
             return own - request.pos
-        # Without a unified KV each sequence is its own stream, and llama.cpp copies streams only whole.
+        # In the unified cache a copy shares the source's cells for those positions: nothing is computed.
         llama_cpp.llama_memory_seq_rm(self._memory, request.seq, -1, -1)
-        llama_cpp.llama_memory_seq_cp(self._memory, source, request.seq, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self._memory, source, request.seq, 0, best)
         self.copied += best - own
         return best - request.pos
 

@@ -124,8 +124,9 @@ def test_lanes_that_start_at_once_compute_the_chat_template_once(smollm2_path):
     for lane, problem in enumerate(problems):
         alone.start(problem)
         expected = alone.next_token()
-        # Batched kernels move log-probs by up to ~0.15 here; a lane missing its template ranks other tokens.
-        assert firsts[lane].top_ids[:3] == expected.top_ids[:3]
-        assert firsts[lane].top_logprobs[:3] == pytest.approx(expected.top_logprobs[:3], abs=0.25)
+        # Batched kernels move log-probs by up to ~0.15 here (and may swap a near-tie); a lane missing its template ranks other tokens.
+        ranked = dict(zip(firsts[lane].top_ids, firsts[lane].top_logprobs))
+        assert set(firsts[lane].top_ids[:3]) == set(expected.top_ids[:3])
+        assert [ranked[t] for t in expected.top_ids[:3]] == pytest.approx(expected.top_logprobs[:3], abs=0.25)
     template = next(i for i, (a, b) in enumerate(zip(alone.render_prompt(problems[0]), alone.render_prompt(problems[1]))) if a != b)
     assert sets[0][0].core.copied == 2 * template  # one lane computed it, two copied it
