@@ -61,6 +61,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from steer_cli.errors import run_script  # the CLI's one error map: a known failure is one line
+    from steer_cli.output import run_script  # the CLI's one error map: a known failure is one line
 
     run_script(main)

@@ -230,6 +230,6 @@ def _plot(rows, acc_small: float, acc_large: float, time_small: float, path: Pat
 
 
 if __name__ == "__main__":
-    from steer_cli.errors import run_script  # the CLI's one error map: a known failure is one line
+    from steer_cli.output import run_script  # the CLI's one error map: a known failure is one line
 
     run_script(main)

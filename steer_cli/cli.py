@@ -36,8 +36,7 @@ class OneLineErrors(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         from typer.core import _click  # typer vendors click; its exceptions live there
 
-        from steer_cli.errors import report
-        from steer_cli.output import Output
+        from steer_cli.output import Output, report
 
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)

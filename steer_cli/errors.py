@@ -9,8 +9,6 @@ of try/except noise.
 from __future__ import annotations
 
 import errno
-import sys
-from collections.abc import Callable
 
 
 class SteerError(Exception):
@@ -53,28 +51,3 @@ def translate(exc: BaseException) -> SteerError | None:
         )
     return None
 
-
-def report(exc: Exception) -> int:
-    """Print a known failure as its one line on stderr and return its exit code.
-
-    An unknown exception is re-raised: a bug keeps its traceback. The CLI's
-    error boundary and every benchmark script share this, so a user sees the
-    same line whichever door they came in by."""
-    err = translate(exc)
-    if err is None:
-        raise exc
-    from steer_cli.output import Output
-
-    Output().error(err)
-    return err.exit_code
-
-
-def run_script(main: Callable[[], object]) -> None:
-    """Run a script's main() behind the same error map as `steer` itself."""
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("steer: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:
-        sys.exit(report(exc))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
@@ -68,3 +68,29 @@ def aligned(body: list[tuple[str, ...]]) -> str:
     """Rows as plain columns, never cut to a terminal's width, so a pipe or file gets every cell whole."""
     widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in body)
+
+
+def report(exc: Exception) -> int:
+    """Print a known failure as its one line on stderr and return its exit code.
+
+    An unknown exception is re-raised: a bug keeps its traceback. The CLI's
+    error boundary and every benchmark script share this, so a user sees the
+    same line whichever door they came in by."""
+    from steer_cli.errors import translate
+
+    err = translate(exc)
+    if err is None:
+        raise exc
+    Output().error(err)
+    return err.exit_code
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run a script's main() behind the same error map as `steer` itself."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("steer: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        sys.exit(report(exc))

@@ -85,7 +85,7 @@ def test_a_bad_model_name_is_one_line_and_exit_2_not_a_traceback(tmp_path):
 
 
 def test_an_unknown_failure_keeps_its_traceback():
-    from steer_cli.errors import report
+    from steer_cli.output import report
 
     with pytest.raises(ZeroDivisionError):
         report(ZeroDivisionError("a bug"))
