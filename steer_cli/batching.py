@@ -30,7 +30,7 @@ R = TypeVar("R")
 
 GATHER_S = 0.5  # a lane stuck elsewhere joins the next pass; any sooner and its Python would contend with the pass for the cores
 ROWS_PER_PASS = 64  # logits rows per llama_decode: each is a vocabulary of floats
-MIN_COPY = 16  # prompt tokens another sequence holds before copying its whole KV stream beats computing them
+MIN_COPY = 16  # prompt tokens another sequence holds before sharing its cells is worth a copy's bookkeeping
 MAX_PARALLEL = 64
 
 

