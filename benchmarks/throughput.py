@@ -88,7 +88,8 @@ def main() -> None:
             row = run_one(route, n, args.limit, work, args.extra)
             one = next((r for r in rows if r["route"] == route and r["parallel"] == 1 and r["problems"] == args.limit), None)
             if one is not None and n > 1:
-                row["vs_sequential"] = compare(solutions(Path(one["work"])), solutions(work))
+                # by name within --out: a runs.jsonl shipped and unpacked elsewhere still finds its N=1 run
+                row["vs_sequential"] = compare(solutions(args.out / Path(one["work"]).name), solutions(work))
             rows.append(row)
             with log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -97,4 +98,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from steer_cli.output import run_script  # the CLI's one error map: a known failure is one line
+
+    run_script(main)

@@ -6,6 +6,7 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from steer_cli.errors import UsageError
 from steer_cli.output import aligned
@@ -98,8 +99,10 @@ def check_writable(out: Path) -> None:
         raise UsageError(f"--out {out} cannot be written ({exc.strerror})", "pass a directory you can write to") from None
 
 
-def write_outputs(summaries: list[Summary], out: Path, unit: str = "time") -> list[Path]:
-    """summary.json, summary.csv, summary.md and frontier.png (when matplotlib is installed)."""
+def write_outputs(summaries: list[Summary], out: Path, unit: str = "time", profiles: dict[str, Any] | None = None) -> list[Path]:
+    """summary.json, summary.csv, summary.md, profiles.json (the machine profiles that priced
+    the time column, so a table read later says what machine it is true of) and frontier.png
+    (when matplotlib is installed)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file", "pass a directory (it is created if missing)")
     out.mkdir(parents=True, exist_ok=True)
@@ -110,10 +113,26 @@ def write_outputs(summaries: list[Summary], out: Path, unit: str = "time") -> li
         writer.writeheader()
         writer.writerows({k: (str(v) if isinstance(v, Paired) else json.dumps(_plain(s)[k]) if isinstance(v, dict) else v) for k, v in vars(s).items()} for s in summaries)
     written[2].write_text(markdown(summaries, unit) + "\n")
+    if profiles:
+        written.append(out / "profiles.json")
+        written[-1].write_text(json.dumps({"cpu": cpu_name(), "profiles": {n: vars(p) for n, p in sorted(profiles.items())}}, indent=1) + "\n")
     png = out / "frontier.png"
     if plot_frontier(summaries, png, unit):
         written.append(png)
     return written
+
+
+def cpu_name() -> str:
+    """The processor's name as the kernel reports it (Linux), else the platform's guess."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def plot_frontier(summaries: list[Summary], path: Path, unit: str = "flops") -> bool:

@@ -134,6 +134,8 @@ def test_eval_runs_trim_and_cascade_and_scores_them_against_random(tmp_path, tin
     assert "vs random (time) [95% CI]" in r.stdout.splitlines()[0]  # the default unit leads
     table = (tmp_path / "report" / "summary.md").read_text()
     assert all(f"vs random ({u}) [95% CI]" in table for u in ("time", "decode", "FLOPs", "price"))
+    priced_by = json.loads((tmp_path / "report" / "profiles.json").read_text())  # the machine the time column is true of
+    assert priced_by["cpu"] and sorted(p["decode_tok_s"] for p in priced_by["profiles"].values()) == [50.0, 400.0]
     by = {s["config"]: s for s in json.loads((tmp_path / "report" / "summary.json").read_text())}
     assert set(by) == {"small", "large", "trim:verify@0.5", "trim:self@0.5", "cascade:answer@0.5"}
     # The random line runs through the small and large points themselves.

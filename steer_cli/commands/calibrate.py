@@ -182,7 +182,7 @@ def _advise(session, data: str, limit: int, heldout: str, heldout_limit: int, ta
     if out_dir is not None:
         from steer_cli import report
 
-        out.note(f"wrote {', '.join(str(p) for p in report.write_outputs([c.summary for c in candidates], out_dir, unit))}")
+        out.note(f"wrote {', '.join(str(p) for p in report.write_outputs([c.summary for c in candidates], out_dir, unit, session.meter.profiles))}")
 
 
 def _measured(bench, route, items: list, large: list[dict], target: float, search: dict, out):

@@ -14,7 +14,7 @@ def evaluate(
     routers: Annotated[str, typer.Option("--routers", help="Comma-separated routes (router:signal@threshold+pik@t, every part after the name optional), e.g. small,large,steer@0.4,trim:verify@0.6.")] = "small,large,steer",
     data: Annotated[str, typer.Option("--data", help="dev or train (the shipped GSM8K slices), or a JSONL file with gold answers.")] = "dev",
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N problems.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write summary.json, summary.csv, summary.md and frontier.png here.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write summary.json, summary.csv, summary.md, profiles.json (the machine that priced time) and frontier.png here.")] = None,
     work: common.Work = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries (what summary.json holds) to stdout as JSON; the table goes to stderr.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -73,7 +73,7 @@ def evaluate(
     sink.result(report.as_payload(summaries))
     sink.table(report.table(summaries, session.unit))
     if out is not None:
-        written = report.write_outputs(summaries, out, session.unit)
+        written = report.write_outputs(summaries, out, session.unit, session.meter.profiles)
         if not any(p.suffix == ".png" for p in written):
             sink.warn("matplotlib is not installed, no frontier.png (pip install 'steer-cli[eval]')")
         sink.note(f"wrote {', '.join(str(p) for p in written)}")
