@@ -26,10 +26,9 @@ LANES = 16
 
 
 FLASH = {"auto": -1, "off": 0, "on": 1}  # llama_flash_attn_type
-flash = "auto"
 
 
-def _context(model: Any, n_ctx: int, threads: int) -> Any:
+def _context(model: Any, n_ctx: int, threads: int, flash: str) -> Any:
     import llama_cpp
 
     params = llama_cpp.llama_context_default_params()
@@ -60,13 +59,13 @@ def _row(ctx: Any, j: int, n_vocab: int) -> np.ndarray:
     return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, j), shape=(n_vocab,)).copy()
 
 
-def run(model: Any, prompts: list[list[int]], width: int, forced: list[int] | None, steps: int, n_vocab: int, threads: int,
+def run(model: Any, prompts: list[list[int]], width: int, forced: list[int] | None, args: argparse.Namespace, n_vocab: int, threads: int,
         held: int = 0) -> tuple[list[int], list[np.ndarray]]:
     """Lane 0's greedy tokens (or the forced ones) and its logits at every step, with `width` lanes per pass
     (and `held` lanes' prompts in the cache, decoded or not)."""
     import llama_cpp
 
-    ctx, batch = _context(model, 2048, threads), llama_cpp.llama_batch_init(512, 0, 1)
+    ctx, batch = _context(model, 2048, threads, args.flash), llama_cpp.llama_batch_init(512, 0, 1)
     try:
         last: list[int] = []
         for seq, prompt in enumerate(prompts[: max(width, held)]):
@@ -74,7 +73,7 @@ def run(model: Any, prompts: list[list[int]], width: int, forced: list[int] | No
             last.append(int(np.argmax(_row(ctx, len(prompt) - 1, n_vocab))))
         rows: list[np.ndarray] = []
         chosen: list[int] = []
-        for step in range(steps):
+        for step in range(args.tokens):
             token0 = forced[step] if forced is not None else last[0]
             chosen.append(token0)
             feed = [token0] + last[1:]
@@ -111,22 +110,20 @@ def main() -> None:
     ap.add_argument("--widths", default="1,2,4,8,16")
     ap.add_argument("--flash", choices=sorted(FLASH), default="auto", help="flash attention in every context (steer's lone engine runs it off)")
     args = ap.parse_args()
-    global flash
-    flash = args.flash
     threads = physical_cores()
     engine = build_tiers(options=LoadOptions(n_threads=threads))[0 if args.model == "small" else -1]
     engine._ensure_weights()
     model, n_vocab = engine.model.llm._model.model, engine.model.n_vocab
     prompts = [engine.render_prompt(item.question) for item in datasets.problems("dev", LANES, need_gold=True)]
-    forced, lone = run(model, prompts, 1, None, args.tokens, n_vocab, threads)
+    forced, lone = run(model, prompts, 1, None, args, n_vocab, threads)
     report: dict[str, Any] = {"model": engine.name, "flash_attn": args.flash, "tokens": args.tokens, "threads": threads}
-    _, again = run(model, prompts, 1, forced, args.tokens, n_vocab, threads)
+    _, again = run(model, prompts, 1, forced, args, n_vocab, threads)
     report["width 1, again"] = compare(lone, again)
-    _, among = run(model, prompts, 1, forced, args.tokens, n_vocab, threads, held=LANES)
+    _, among = run(model, prompts, 1, forced, args, n_vocab, threads, held=LANES)
     report[f"width 1, {LANES} prompts in the cache"] = compare(lone, among)  # the cache's layout alone, the kernels as lone
     for width in (int(w) for w in args.widths.split(",")):
         if width > 1:
-            _, rows = run(model, prompts, width, forced, args.tokens, n_vocab, threads)
+            _, rows = run(model, prompts, width, forced, args, n_vocab, threads)
             report[f"width {width}"] = compare(lone, rows)
     print(json.dumps(report, indent=1))
 
