@@ -11,7 +11,9 @@ width runs in a fresh context of the shape steer's Core makes (one unified
 cache, 16 sequences). It prints, per width, how far lane 0's logits move from
 the lone run's, and at how many steps the greedy choice itself changes: the
 mechanism behind answers that differ under `--parallel`. Width 1 is run
-twice to show that a lone run repeats itself bit for bit.
+twice, to show that a lone run repeats itself bit for bit, and once more
+with every lane's prompt in the cache, to part the cache's contents from
+the width of the pass.
 """
 
 from __future__ import annotations

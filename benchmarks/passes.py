@@ -79,7 +79,7 @@ def summary(passes: list[dict], wall: float, args: argparse.Namespace) -> dict:
         "all_tok_s_wall": round(tokens / wall, 1),
         "decode_ms_by_width": by(decode, lambda p: p["seqs"]),
         "decode_ms_by_depth": by(decode, lambda p: 256 * (p["depth"] // 256)),
-        # Full-width passes by the quarter of the run they start in: a cost that grows over the run, at the same width, is the cache's layout.
+        # Full-width passes by the quarter of the run they start in: a cost that grows at the same width is the shared cache filling.
         "full_width_ms_by_quarter": by([p for p in decode if p["seqs"] == args.parallel], lambda p: quarter(p, passes)),
         "mixed_passes": len(passes) - len(decode),
         "mixed_share_of_pass_time": round(sum(p["end"] - p["start"] for p in passes if p["tokens"] != p["seqs"]) / max(inside, 1e-9), 3),
