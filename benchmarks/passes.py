@@ -106,11 +106,18 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--data", default="train")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--read-alone", type=int, default=None, help="batching.READ_ALONE for the run (a large value mixes every read with decodes, as before 2026-12-07)")
     ap.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval for the run (seconds; Python's default is 0.005)")
     args = ap.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
-    print(json.dumps({**trace(args), "switch_interval_s": sys.getswitchinterval()}, indent=1))
+    if args.read_alone is not None:
+        from steer_cli import batching
+
+        batching.READ_ALONE = args.read_alone
+    from steer_cli import batching
+
+    print(json.dumps({**trace(args), "switch_interval_s": sys.getswitchinterval(), "read_alone": batching.READ_ALONE}, indent=1))
 
 
 if __name__ == "__main__":

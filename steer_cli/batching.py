@@ -32,6 +32,7 @@ GATHER_S = 0.5  # a lane stuck elsewhere joins the next pass; any sooner and its
 ROWS_PER_PASS = 64  # logits rows per llama_decode: each is a vocabulary of floats
 MIN_COPY = 16  # prompt tokens another sequence holds before sharing its cells is worth a copy's bookkeeping
 MAX_PARALLEL = 64
+READ_ALONE = 32  # tokens to compute past which a request shares its passes only with other such reads
 
 
 @dataclass
@@ -104,19 +105,27 @@ class Core:
             self._held = {}
 
     def run(self, requests: list[Request]) -> None:
-        """Every request's tokens, packed into as few passes as n_batch allows."""
+        """Every request's tokens, packed into as few passes as n_batch allows:
+        decodes and short reads together, long reads apart."""
         import llama_cpp
 
         self._lead(requests)
-        taken: list[tuple[Request, int]] = []
+        starts: list[tuple[Request, int]] = []
         for request in requests:
             skip = self._adopt(request)
             llama_cpp.llama_memory_seq_rm(self._memory, request.seq, request.pos + skip, -1)
             self._held[request.seq] = self._held.get(request.seq, [])[: request.pos + skip]
-            wanted = set(request.rows)
-            for k in range(skip, len(request.tokens)):
-                self._add(taken, request, k, k in wanted)
-        self._pass(taken)
+            starts.append((request, skip))
+        taken: list[tuple[Request, int]] = []
+        # Other lanes' next tokens in the pass of a long read cost about as much again as
+        # the two passes apart (benchmarks/pass_cost.py, 2026-12-07): reads get passes of their own.
+        for reads in (False, True):
+            for request, skip in starts:
+                if (len(request.tokens) - skip > READ_ALONE) == reads:
+                    wanted = set(request.rows)
+                    for k in range(skip, len(request.tokens)):
+                        self._add(taken, request, k, k in wanted)
+            self._pass(taken)
         for request in requests:
             self._held[request.seq] = self._held[request.seq][: request.pos] + request.tokens
 

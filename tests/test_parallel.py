@@ -130,3 +130,54 @@ def test_lanes_that_start_at_once_compute_the_chat_template_once(smollm2_path):
         assert [ranked[t] for t in expected.top_ids[:3]] == pytest.approx(expected.top_logprobs[:3], abs=0.25)
     template = next(i for i, (a, b) in enumerate(zip(alone.render_prompt(problems[0]), alone.render_prompt(problems[1]))) if a != b)
     assert sets[0][0].core.copied == 2 * template  # one lane computed it, two copied it
+
+
+def test_a_long_read_and_a_short_one_in_one_round_each_come_out_as_alone(smollm2_path):
+    """One lane reads a long answer (past READ_ALONE tokens: a pass of its own) in the round
+    where the other lane reads a few tokens: both lanes see what they see alone, within the
+    rounding that batched kernels add (see the tests above)."""
+    import threading
+
+    from steer_cli.batching import READ_ALONE, lanes
+    from steer_cli.engine import LlamaEngine, LoadOptions
+
+    problems = ["What is 2 + 3?", "Tom has 4 apples and buys 5 more. How many apples does he have?"]
+    answer = "Tom starts with 4 apples. He buys 5 more apples at the shop, so now he has 4 + 5 = 9 apples in all.\n\nThe answer is \\boxed{9}."
+    engine = LlamaEngine("smol", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    assert engine.count_tokens(answer) > READ_ALONE
+    sets, scheduler = lanes([engine], 2)
+    (decoder,), (reader,) = sets
+    got: dict[str, object] = {}
+    ready = threading.Barrier(2)
+
+    def decode() -> None:
+        with scheduler.working():
+            decoder.start(problems[0])
+            decoder.next_token()
+            ready.wait()
+            decoder.append_text(" 2 + 3 =")
+            got["next"] = decoder.next_token()
+
+    def read() -> None:
+        with scheduler.working():
+            reader.start(problems[1])
+            reader.next_token()
+            ready.wait()
+            reader.append_text(answer)
+            got["after"] = reader.next_token()
+
+    threads = [threading.Thread(target=decode), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    alone = LlamaEngine("smol", smollm2_path, LoadOptions(n_ctx=512, n_threads=1))
+    alone.start(problems[0])
+    alone.append_text(" 2 + 3 =")
+    expected = alone.next_token()
+    alone.start(problems[1])
+    alone.append_text(answer)
+    for lane, wanted in (("next", expected), ("after", alone.next_token())):
+        ranked = dict(zip(got[lane].top_ids, got[lane].top_logprobs))
+        assert list(got[lane].top_ids[:2]) == list(wanted.top_ids[:2])
+        assert [ranked[t] for t in wanted.top_ids[:2]] == pytest.approx(wanted.top_logprobs[:2], abs=0.25)
