@@ -59,12 +59,12 @@ def main() -> None:
     for name, (prefill, decoded, scored) in totals.items():
         width = args.lanes if args.full else max(1, round(args.lanes * decoded / decoded_all))
         p = found[name]
-        read = p.seconds(prefill, 0, scored)
+        read, decode = p.seconds(prefill, 0, scored), p.seconds(0, decoded)
         speedup = gain(costs[name], width)
-        before += read + decoded / p.decode_tok_s
-        after += read + decoded / p.decode_tok_s / speedup
+        before += read + decode
+        after += read + decode / speedup
         report[name] = {"prefill": prefill, "scored": scored, "decoded": decoded, "read_s": round(read, 1),
-                        "decode_s": round(decoded / p.decode_tok_s, 1), "width": width, "decode_gain": round(speedup, 2)}
+                        "decode_s": round(decode, 1), "width": width, "decode_gain": round(speedup, 2)}
     report.update(sequential_s=round(before, 1), batched_s=round(after, 1), ceiling=round(before / after, 2))
     print(json.dumps(report, indent=1))
 

@@ -111,12 +111,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
-    if args.read_alone is not None:
-        from steer_cli import batching
-
-        batching.READ_ALONE = args.read_alone
     from steer_cli import batching
 
+    if args.read_alone is not None:
+        batching.READ_ALONE = args.read_alone
     print(json.dumps({**trace(args), "switch_interval_s": sys.getswitchinterval(), "read_alone": batching.READ_ALONE}, indent=1))
 
 
